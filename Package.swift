@@ -1,0 +1,84 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Ferry: signed OCI images installed on Linux by an unprivileged agent and a root helper.
+/// Module layout follows DESIGN.md "Modules"; C libraries come from Debian through pkg-config.
+let package = Package(
+    name: "Ferry",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "ferry", targets: ["ferry"]),
+        .executable(name: "ferry-helper", targets: ["ferry-helper"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CGPGME", pkgConfig: "gpgme", providers: [.apt(["libgpgme-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+
+        .target(
+            name: "FerryCore",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        .target(
+            name: "FerryTrust",
+            dependencies: [
+                "FerryCore", "CSodium", "CGPGME",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
+        .target(name: "FerryArchive", dependencies: ["FerryCore", "CArchive"]),
+        .target(name: "FerryInstall", dependencies: ["FerryCore", "FerryTrust", "FerryArchive"]),
+        .target(
+            name: "FerryBus",
+            dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "FerryFetch",
+            dependencies: [
+                "FerryCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "FerryCLI",
+            dependencies: [
+                "FerryCore", "FerryTrust", "FerryArchive", "FerryInstall", "FerryBus", "FerryFetch",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(name: "ferry", dependencies: ["FerryCLI"]),
+        // Test-only: runs real tools (gpg, minisign, skopeo, the built binaries) and makes temp dirs.
+        .target(name: "FerryTestSupport"),
+        .executableTarget(
+            name: "ferry-helper",
+            dependencies: [
+                "FerryCore", "FerryTrust", "FerryInstall", "FerryBus",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "FerryCoreTests", dependencies: ["FerryTestSupport", "FerryCore"]),
+        .testTarget(name: "FerryTrustTests", dependencies: ["FerryTestSupport", "FerryTrust", "FerryCore"]),
+        .testTarget(name: "FerryArchiveTests", dependencies: ["FerryTestSupport", "FerryArchive", "FerryCore"]),
+        .testTarget(name: "FerryInstallTests", dependencies: ["FerryTestSupport", "FerryInstall", "FerryArchive", "FerryTrust", "FerryCore"]),
+        .testTarget(name: "FerryBusTests", dependencies: ["FerryTestSupport", "FerryBus"]),
+        .testTarget(name: "FerryCLITests", dependencies: ["FerryTestSupport", "FerryCLI"]),
+        .testTarget(name: "FerryIntegrationTests", dependencies: ["FerryTestSupport", "FerryCore"]),
+    ]
+)

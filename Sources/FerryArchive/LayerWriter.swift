@@ -1,0 +1,310 @@
+internal import CArchive
+import FerryCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The digests and size of a layer ``LayerWriter`` wrote.
+public struct LayerInfo: Sendable, Equatable {
+    /// sha256 of the uncompressed tar stream: the image config's `rootfs.diff_ids` entry.
+    public var diffID: Digest
+    /// sha256 of the file as written (compressed): the manifest's layer descriptor digest.
+    public var digest: Digest
+    /// Bytes written to the file: the layer descriptor's size.
+    public var size: Int64
+
+    public init(diffID: Digest, digest: Digest, size: Int64) {
+        self.diffID = diffID
+        self.digest = digest
+        self.size = size
+    }
+}
+
+/// Turns a directory into an OCI layer: a POSIX tar, optionally gzip- or zstd-compressed.
+///
+/// The tar is pax-restricted (plain ustar headers; a pax extended header only where ustar cannot say it, such
+/// as long or non-ASCII names), written by libarchive. Output is reproducible: the same tree (names, contents,
+/// modes, mtimes) gives the same bytes. Entries come depth-first, each directory's names sorted bytewise
+/// (the order of Go's `filepath.Walk`, so a directory always precedes what it holds); the directory itself is
+/// not an entry. Every entry has uid/gid 0 and empty user and group names; permission bits are kept
+/// (`mode & 0o7777`); mtimes are kept in whole seconds, and atime/ctime are not recorded; the gzip header
+/// carries no timestamp. Directories, regular files, symlinks (target as read) and hard links (a file with
+/// several names inside the tree: the first name in entry order holds the data, later ones link to it).
+/// FIFOs, sockets, devices and names that are not UTF-8 are refused with ``FerryError/Code/invalidArgument``.
+///
+/// Streams: both digests are computed while writing (an in-memory pipe: tar → hash → compressor → hash →
+/// file), nothing is re-read, memory does not grow with the tree's size beyond one directory listing per level.
+public enum LayerWriter {
+    /// Writes `directory` as a layer to `output` (created or truncated, mode 0644, fsynced).
+    /// On error `output` is removed.
+    public static func write(directory: String, to output: String, compression: LayerCompression) throws -> LayerInfo {
+        let root = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard root >= 0 else {
+            throw FerryError.invalidArgument("cannot open directory \(EntryPath.shown(directory)): \(errnoString())")
+        }
+        let rootDir = OpenDirectory(adopting: root)
+        let fd = open(output, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw FerryError.failed("cannot create \(EntryPath.shown(output)): \(errnoString())")
+        }
+        var finished = false
+        defer {
+            close(fd)
+            if !finished { unlink(output) }
+        }
+        let sink = try LayerSink(fd: fd, compression: compression)
+        let tar = try sink.openTar()
+        defer { archive_write_free(tar) }
+        let tree = TreeWriter(tar: tar, sink: sink)
+        try tree.add(directory: rootDir, prefix: "")
+        guard archive_write_close(tar) == ARCHIVE_OK else { throw sink.failure(tar, "cannot finish tar") }
+        try sink.close()
+        guard fsync(fd) == 0 else { throw FerryError.failed("cannot fsync \(EntryPath.shown(output)): \(errnoString())") }
+        finished = true
+        return LayerInfo(diffID: sink.uncompressed.finalize(), digest: sink.fileDigest, size: sink.size)
+    }
+}
+
+/// Where tar bytes go: hashed as the diff_id, compressed (libarchive raw format with a filter), hashed again,
+/// and written to the file.
+final class LayerSink {
+    private let fd: Int32
+    private let compressor: OpaquePointer?
+    private(set) var uncompressed = DigestHasher(.sha256)
+    private var compressed = DigestHasher(.sha256)
+    /// The digest of the file: the compressed stream, or the tar itself when uncompressed.
+    var fileDigest: Digest { compressor == nil ? uncompressed.finalize() : compressed.finalize() }
+    private(set) var size: Int64 = 0
+    /// The first failure inside a write callback; reported instead of libarchive's generic message.
+    private(set) var error: FerryError?
+
+    init(fd: Int32, compression: LayerCompression) throws {
+        self.fd = fd
+        if compression == .none {
+            compressor = nil
+            return
+        }
+        guard let archive = archive_write_new() else { throw FerryError.failed("libarchive: out of memory") }
+        compressor = archive
+        var ok = archive_write_set_format_raw(archive) == ARCHIVE_OK
+        switch compression {
+        case .gzip:
+            ok = ok && archive_write_add_filter_gzip(archive) == ARCHIVE_OK
+            // No mtime in the gzip header: the same tree must give the same blob.
+            ok = ok && archive_write_set_filter_option(archive, "gzip", "timestamp", nil) == ARCHIVE_OK
+        case .zstd:
+            ok = ok && archive_write_add_filter_zstd(archive) == ARCHIVE_OK
+        case .none:
+            break
+        }
+        // Unblocked output: padding after a compressed stream is garbage to gzip -d and zstd -d.
+        ok = ok && archive_write_set_bytes_per_block(archive, Int32(LibArchive.chunkSize)) == ARCHIVE_OK
+        ok = ok && archive_write_set_bytes_in_last_block(archive, 1) == ARCHIVE_OK
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        ok = ok && archive_write_open(archive, context, nil, layerSinkWriteCompressed, nil) == ARCHIVE_OK
+        if ok, let entry = archive_entry_new() {
+            defer { archive_entry_free(entry) }
+            archive_entry_set_pathname(entry, "layer.tar")
+            archive_entry_set_filetype(entry, LibArchive.regular)
+            archive_entry_set_perm(entry, 0o644)
+            ok = archive_write_header(archive, entry) == ARCHIVE_OK
+        } else {
+            ok = false
+        }
+        guard ok else {
+            let message = LibArchive.errorMessage(archive)
+            archive_write_free(archive)
+            throw FerryError.failed("cannot set up \(compression.rawValue) compression: \(message)")
+        }
+    }
+
+    deinit {
+        if let compressor { archive_write_free(compressor) }
+    }
+
+    /// A pax-restricted tar writer whose output comes here.
+    func openTar() throws -> OpaquePointer {
+        guard let tar = archive_write_new() else { throw FerryError.failed("libarchive: out of memory") }
+        var ok = archive_write_set_format_pax_restricted(tar) == ARCHIVE_OK
+        // 10240-byte records like tar(1), without padding the last one.
+        ok = ok && archive_write_set_bytes_per_block(tar, 10240) == ARCHIVE_OK
+        ok = ok && archive_write_set_bytes_in_last_block(tar, 1) == ARCHIVE_OK
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        ok = ok && archive_write_open(tar, context, nil, layerSinkWriteTar, nil) == ARCHIVE_OK
+        guard ok else {
+            let message = LibArchive.errorMessage(tar)
+            archive_write_free(tar)
+            throw FerryError.failed("cannot start tar: \(message)")
+        }
+        return tar
+    }
+
+    /// Flushes the compressor.
+    func close() throws {
+        guard let compressor else { return }
+        guard archive_write_close(compressor) == ARCHIVE_OK else {
+            throw failure(compressor, "cannot finish compression")
+        }
+    }
+
+    func failure(_ archive: OpaquePointer, _ what: String) -> FerryError {
+        error ?? FerryError.failed("\(what): \(LibArchive.errorMessage(archive))")
+    }
+
+    fileprivate func tarBytes(_ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+        uncompressed.update(UnsafeRawBufferPointer(start: bytes, count: count))
+        guard let compressor else { return fileBytes(bytes, count) }
+        let n = archive_write_data(compressor, bytes, count)
+        guard n == count else {
+            if error == nil { error = FerryError.failed("compression failed: \(LibArchive.errorMessage(compressor))") }
+            return -1
+        }
+        return count
+    }
+
+    fileprivate func fileBytes(_ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+        if compressor != nil { compressed.update(UnsafeRawBufferPointer(start: bytes, count: count)) }
+        if let err = writeFully(fd: fd, bytes: bytes, count: count) {
+            if error == nil {
+                let code: FerryError.Code = err == ENOSPC || err == EDQUOT ? .noSpace : .failed
+                error = FerryError(code, "cannot write layer: \(errnoString(err))")
+            }
+            return -1
+        }
+        size += Int64(count)
+        return count
+    }
+}
+
+func layerSinkWriteTar(
+    _ archive: OpaquePointer?, _ context: UnsafeMutableRawPointer?, _ bytes: UnsafeRawPointer?, _ count: Int
+) -> Int {
+    guard let context, let bytes else { return count == 0 ? 0 : -1 }
+    return Unmanaged<LayerSink>.fromOpaque(context).takeUnretainedValue().tarBytes(bytes, count)
+}
+
+func layerSinkWriteCompressed(
+    _ archive: OpaquePointer?, _ context: UnsafeMutableRawPointer?, _ bytes: UnsafeRawPointer?, _ count: Int
+) -> Int {
+    guard let context, let bytes else { return count == 0 ? 0 : -1 }
+    return Unmanaged<LayerSink>.fromOpaque(context).takeUnretainedValue().fileBytes(bytes, count)
+}
+
+/// Walks a directory tree through descriptors (`O_NOFOLLOW`) and writes its entries to the tar.
+final class TreeWriter {
+    let tar: OpaquePointer
+    let sink: LayerSink
+    /// First entry name of each multiply-linked inode, for hard links.
+    private var firstNames: [FileIdentity: String] = [:]
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: LibArchive.chunkSize, alignment: 16)
+
+    struct FileIdentity: Hashable {
+        var dev: UInt
+        var ino: UInt
+    }
+
+    init(tar: OpaquePointer, sink: LayerSink) {
+        self.tar = tar
+        self.sink = sink
+    }
+
+    deinit { buffer.deallocate() }
+
+    func add(directory: OpenDirectory, prefix: String) throws {
+        let (names, undecodable) = try directory.names()
+        guard undecodable.isEmpty else {
+            throw FerryError.invalidArgument("\(EntryPath.shown(prefix.isEmpty ? "." : prefix)) holds a name that is not UTF-8")
+        }
+        for name in names.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+            let path = prefix + name
+            var st = stat()
+            guard fstatat(directory.fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 else {
+                throw FerryError.failed("cannot stat \(EntryPath.shown(path)): \(errnoString())")
+            }
+            switch st.st_mode & S_IFMT {
+            case S_IFDIR:
+                try header(path, type: LibArchive.directory, st: st)
+                switch directory.openSubdirectory(name) {
+                case .success(let sub): try add(directory: sub, prefix: path + "/")
+                case .failure(let err): throw FerryError.failed("cannot open \(EntryPath.shown(path)): \(err.text)")
+                }
+            case S_IFREG:
+                let identity = FileIdentity(dev: UInt(st.st_dev), ino: UInt(st.st_ino))
+                if st.st_nlink > 1, let first = firstNames[identity] {
+                    try header(path, type: LibArchive.regular, st: st, hardlink: first)
+                } else {
+                    if st.st_nlink > 1 { firstNames[identity] = path }
+                    try file(name, path: path, in: directory, st: st)
+                }
+            case S_IFLNK:
+                try header(path, type: LibArchive.symlink, st: st, symlink: try linkTarget(name, path: path, in: directory))
+            default:
+                throw FerryError.invalidArgument(
+                    "\(EntryPath.shown(path)) is a device, FIFO or socket; a layer holds only files, directories and links")
+            }
+        }
+    }
+
+    private func linkTarget(_ name: String, path: String, in directory: OpenDirectory) throws -> String {
+        var bytes = [UInt8](repeating: 0, count: 4097)
+        let n = bytes.withUnsafeMutableBytes { raw in
+            guard let base = raw.baseAddress?.assumingMemoryBound(to: CChar.self) else { return -1 }
+            return readlinkat(directory.fd, name, base, raw.count)
+        }
+        guard n >= 0, n < bytes.count else {
+            throw FerryError.failed("cannot read symlink \(EntryPath.shown(path)): \(errnoString())")
+        }
+        guard let target = String(validating: bytes[0..<n], as: UTF8.self) else {
+            throw FerryError.invalidArgument("symlink \(EntryPath.shown(path)) has a target that is not UTF-8")
+        }
+        return target
+    }
+
+    private func file(_ name: String, path: String, in directory: OpenDirectory, st: stat) throws {
+        let fd = openat(directory.fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else { throw FerryError.failed("cannot open \(EntryPath.shown(path)): \(errnoString())") }
+        defer { close(fd) }
+        try header(path, type: LibArchive.regular, st: st, size: Int64(st.st_size))
+        var remaining = Int64(st.st_size)
+        while true {
+            let n = read(fd, buffer.baseAddress, buffer.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FerryError.failed("cannot read \(EntryPath.shown(path)): \(errnoString())")
+            }
+            if n == 0 { break }
+            guard Int64(n) <= remaining else {
+                throw FerryError.failed("\(EntryPath.shown(path)) grew while it was being written")
+            }
+            remaining -= Int64(n)
+            guard let base = buffer.baseAddress, archive_write_data(tar, base, n) == n else {
+                throw sink.failure(tar, "cannot write \(EntryPath.shown(path))")
+            }
+        }
+        guard remaining == 0 else { throw FerryError.failed("\(EntryPath.shown(path)) shrank while it was being written") }
+        guard archive_write_finish_entry(tar) == ARCHIVE_OK else {
+            throw sink.failure(tar, "cannot write \(EntryPath.shown(path))")
+        }
+    }
+
+    private func header(
+        _ path: String, type: UInt32, st: stat, size: Int64 = 0, hardlink: String? = nil, symlink: String? = nil
+    ) throws {
+        guard let entry = archive_entry_new() else { throw FerryError.failed("libarchive: out of memory") }
+        defer { archive_entry_free(entry) }
+        archive_entry_set_pathname_utf8(entry, path)
+        archive_entry_set_filetype(entry, type)
+        archive_entry_set_perm(entry, st.st_mode & 0o7777)
+        archive_entry_set_uid(entry, 0)
+        archive_entry_set_gid(entry, 0)
+        archive_entry_set_mtime(entry, st.st_mtim.tv_sec, 0)
+        archive_entry_set_size(entry, size)
+        if let hardlink { archive_entry_set_hardlink_utf8(entry, hardlink) }
+        if let symlink { archive_entry_set_symlink_utf8(entry, symlink) }
+        // A warning means libarchive changed something (a name it could not convert): refuse, never mangle.
+        guard archive_write_header(tar, entry) == ARCHIVE_OK else {
+            throw sink.failure(tar, "cannot write \(EntryPath.shown(path))")
+        }
+    }
+}

@@ -1,0 +1,41 @@
+internal import CArchive
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Small pieces shared by the reader and the writer around libarchive's C API.
+enum LibArchive {
+    /// libarchive's last error on `archive`, or `fallback` when it has none.
+    static func errorMessage(_ archive: OpaquePointer?, fallback: String = "unknown libarchive error") -> String {
+        guard let archive, let cString = archive_error_string(archive) else { return fallback }
+        return String(cString: cString)
+    }
+
+    /// `AE_IF*` file types (the C macros carry casts Swift does not import).
+    static let typeMask: UInt32 = 0o170000
+    static let regular: UInt32 = 0o100000
+    static let directory: UInt32 = 0o040000
+    static let symlink: UInt32 = 0o120000
+    static let characterDevice: UInt32 = 0o020000
+    static let blockDevice: UInt32 = 0o060000
+    static let fifo: UInt32 = 0o010000
+    static let socket: UInt32 = 0o140000
+
+    /// Bytes moved per read or write call: large chunks keep syscalls and libarchive overhead low.
+    static let chunkSize = 1 << 20
+}
+
+/// Writes all `count` bytes at `bytes` to `fd`, retrying short writes and `EINTR`.
+func writeFully(fd: Int32, bytes: UnsafeRawPointer, count: Int) -> Int32? {
+    var offset = 0
+    while offset < count {
+        let n = write(fd, bytes + offset, count - offset)
+        if n < 0 {
+            if errno == EINTR { continue }
+            return errno
+        }
+        offset += n
+    }
+    return nil
+}

@@ -1,0 +1,325 @@
+import ArgumentParser
+import FerryCore
+import FerryFetch
+import FerryInstall
+import FerryTrust
+import Foundation
+
+/// The agent's install path, shared by `install` and `update`: fetch, verify locally, stage, then deploy with the
+/// user's engine or hand the staged layout to the helper.
+struct Agent {
+    var context = AgentContext()
+    var progress: ProgressReporter
+
+    init(quiet: Bool = false) {
+        progress = ProgressReporter(style: quiet ? .quiet : nil)
+    }
+
+    enum Result {
+        case changed(TimestampPolicy.Decision, Digest)
+        case upToDate(Digest)
+    }
+
+    /// Installs or updates `ref` from `remote` in `scope`. `installedDigest` short-cuts an update when the remote
+    /// still serves what is installed (no download at all).
+    func deploy(remote: Remote, ref: Ref, scope: Scope, allowDowngrade: Bool, interactive: Bool,
+                installedDigest: Digest? = nil) async throws -> Result {
+        let fetcher = context.fetcher(progress: progress)
+        fetcher.sweep()
+        if let installedDigest {
+            let (descriptor, _, _, _) = try await fetcher.resolve(remote: remote, ref: ref)
+            if descriptor.digest == installedDigest { return .upToDate(installedDigest) }
+        }
+        let keys = try TrustedKeys(remote: remote)
+        guard !keys.isEmpty else {
+            throw FerryError.untrusted("remote \(remote.name) has no trusted keys; nothing can be verified")
+        }
+        let staged = try await fetcher.stage(remote: remote, ref: ref) { descriptor, _, signatures in
+            // Checked before any layer is downloaded: a forged or mixed-up image costs no bandwidth.
+            _ = try ClaimVerifier.verify(signatures, digest: descriptor.digest, identity: remote.identity(for: ref),
+                                         keys: keys)
+        }
+        defer { staged.remove() }
+        switch scope {
+        case .user:
+            let installer = context.userInstaller()
+            try installer.recover()
+            let outcome = try installer.deploy(
+                source: try ImageLayout(path: staged.path),
+                request: DeployRequest(remote: remote, ref: ref, allowDowngrade: allowDowngrade))
+            if outcome.decision == .nothingToDo { return .upToDate(outcome.digest) }
+            return .changed(outcome.decision, outcome.digest)
+        case .system:
+            let client = try HelperClient()
+            let before = try client.listInstalled().first { $0.ref == ref }
+            // The helper reads the staging directory as root through the descriptor; it must be able to
+            // reach nothing else, but the directory itself needs no special mode.
+            let digest = try client.deploy(staging: staged.path, remote: remote.name, ref: ref,
+                                           allowDowngrade: allowDowngrade, interactive: interactive,
+                                           progress: progress)
+            guard let before else { return .changed(.install, digest) }
+            if before.digest == digest { return .upToDate(digest) }
+            let after = try client.listInstalled().first { $0.ref == ref }
+            return .changed((after?.timestamp ?? 0) < before.timestamp ? .downgrade : .update, digest)
+        }
+    }
+}
+
+/// Prints a deploy result in one line.
+func report(_ result: Agent.Result, ref: Ref, remote: RemoteName, scope: Scope) {
+    switch result {
+    case .upToDate(let digest):
+        print("\(ref): up to date (\(digest.short), \(scope))")
+    case .changed(let decision, let digest):
+        let verb = [.install: "installed", .update: "updated", .downgrade: "downgraded"][decision] ?? "deployed"
+        print("\(ref): \(verb) \(digest.short) from \(remote) (\(scope))")
+    }
+}
+
+struct InstallCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "install", abstract: "Install an app from a remote.")
+
+    @OptionGroup var scope: ScopeOptions
+    @Argument(help: "The remote to install from.") var remote: String
+    @Argument(help: "The ref to install.") var ref: String
+    @Flag(help: "Do not ask for confirmation.") var assumeYes = false
+    @Flag(help: "Never prompt, not even for polkit authentication.") var noInteraction = false
+
+    func run() async throws {
+        let ref = try Ref(ref)
+        let context = AgentContext()
+        // Without a flag: the remote's own scope (a system remote installs system-wide).
+        let name = try RemoteName(remote)
+        let target = scope.explicit ?? ((try? context.userRemotes.load(name)) != nil ? .user : .system)
+        let remote = try context.remote(remote, for: target)
+        if !assumeYes && !noInteraction && isatty(0) != 0 {
+            FileHandle.standardError.write(Data("Install \(ref) from \(remote.name) (\(target))? [y/N] ".utf8))
+            guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else {
+                throw FerryError.failed("\(ref): not installed (declined)")
+            }
+        }
+        do {
+            let result = try await Agent().deploy(remote: remote, ref: ref, scope: target, allowDowngrade: false,
+                                                  interactive: !noInteraction)
+            report(result, ref: ref, remote: remote.name, scope: target)
+        } catch let error as FerryError {
+            throw error.prefixed("\(remote.name) \(ref)")
+        }
+    }
+}
+
+struct UpdateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "update",
+        abstract: "Update installed apps.",
+        discussion: """
+            Without --system or --user, updates both scopes. Exit status: 0 when every ref is current or was
+            updated (including when nothing needed doing), 1 when any ref failed; one line per ref either way.
+            """)
+
+    @OptionGroup var scope: ScopeOptions
+    @Argument(help: "Refs to update (default: all installed).") var refs: [String] = []
+    @Flag(help: "Never prompt, not even for polkit authentication.") var noInteraction = false
+    @Flag(help: "Accept an older signed release (system: needs dev.ferry.downgrade).") var allowDowngrade = false
+
+    func run() async throws {
+        let wanted = try Set(refs.map { try Ref($0) })
+        let context = AgentContext()
+        var failures = 0
+        var updated = 0
+        var considered = 0
+        for scope in scope.explicit.map({ [$0] }) ?? [.user, .system] {
+            let installed: [(Ref, RemoteName, Digest)]
+            do {
+                installed = try installedRefs(scope: scope, context: context)
+            } catch let error as FerryError {
+                if self.scope.explicit == nil && scope == .system { continue }
+                throw error
+            }
+            for (ref, remoteName, digest) in installed where wanted.isEmpty || wanted.contains(ref) {
+                considered += 1
+                do {
+                    let remote = try context.remote(remoteName.string, for: scope)
+                    let result = try await Agent(quiet: noInteraction).deploy(
+                        remote: remote, ref: ref, scope: scope, allowDowngrade: allowDowngrade,
+                        interactive: !noInteraction, installedDigest: allowDowngrade ? nil : digest)
+                    if case .changed = result { updated += 1 }
+                    report(result, ref: ref, remote: remoteName, scope: scope)
+                } catch let error as FerryError {
+                    failures += 1
+                    printError("\(remoteName) \(ref): \(error.message)")
+                }
+            }
+        }
+        let missing = wanted.count - (wanted.isEmpty ? 0 : considered)
+        if !wanted.isEmpty && missing > 0 {
+            printError("\(missing) of the given refs are not installed")
+            failures += missing
+        }
+        if considered == 0 && wanted.isEmpty { print("nothing installed; nothing to update") }
+        else if failures == 0 && updated == 0 { print("everything is up to date") }
+        if failures > 0 { throw ExitCode(1) }
+    }
+
+    private func installedRefs(scope: Scope, context: AgentContext) throws -> [(Ref, RemoteName, Digest)] {
+        switch scope {
+        case .user:
+            return try context.userInstaller().installations().map { ($0.ref, $0.installation.remote, $0.installation.digest) }
+        case .system:
+            return try HelperClient().listInstalled().compactMap { item in
+                guard let remote = try? RemoteName(item.remote) else { return nil }
+                return (item.ref, remote, item.digest)
+            }
+        }
+    }
+}
+
+struct ListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List installed apps.")
+
+    @OptionGroup var scope: ScopeOptions
+    @Flag(help: "JSON output for scripts.") var json = false
+
+    struct Row: Encodable {
+        var ref: String
+        var remote: String
+        var digest: String
+        var timestamp: Int64
+        var scope: String
+        var deployment: String
+    }
+
+    func run() async throws {
+        let context = AgentContext()
+        var rows: [Row] = []
+        for scope in scope.explicit.map({ [$0] }) ?? [.user, .system] {
+            switch scope {
+            case .user:
+                rows += try context.userInstaller().installations().map {
+                    Row(ref: $0.ref.string, remote: $0.installation.remote.string,
+                        digest: $0.installation.digest.description, timestamp: $0.installation.timestamp,
+                        scope: "user", deployment: $0.deploymentPath)
+                }
+            case .system:
+                // Read root-owned state directly: it is world-readable, and listing needs no helper or bus.
+                let installer = Installer(paths: context.systemPaths, ownership: .root)
+                guard let items = try? installer.installations() else { continue }
+                rows += items.map {
+                    Row(ref: $0.ref.string, remote: $0.installation.remote.string,
+                        digest: $0.installation.digest.description, timestamp: $0.installation.timestamp,
+                        scope: "system", deployment: $0.deploymentPath)
+                }
+            }
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+            return
+        }
+        if rows.isEmpty {
+            print("nothing installed")
+            return
+        }
+        let width = max(3, rows.map(\.ref.count).max() ?? 0)
+        print("REF".padding(toLength: width, withPad: " ", startingAt: 0) + "  SCOPE   REMOTE        DIGEST               SIGNED AT")
+        for row in rows {
+            let date = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(row.timestamp)))
+            let shortDigest = String(row.digest.prefix(19))
+            print(row.ref.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
+                  + row.scope.padding(toLength: 6, withPad: " ", startingAt: 0) + "  "
+                  + row.remote.padding(toLength: 12, withPad: " ", startingAt: 0) + "  " + shortDigest + "  " + date)
+        }
+    }
+}
+
+/// Finds an installed ref, the user's install first.
+func findInstalled(_ ref: Ref, context: AgentContext, scope: Scope? = nil) throws -> (Scope, InstalledRef) {
+    let candidates: [(Scope, InstallPaths)] = [(.user, context.userPaths), (.system, context.systemPaths)]
+    for (candidateScope, paths) in candidates where scope == nil || scope == candidateScope {
+        let installer = Installer(paths: paths, ownership: candidateScope == .system ? .root : .currentUser)
+        if let found = (try? installer.installations())?.first(where: { $0.ref == ref }) {
+            return (candidateScope, found)
+        }
+    }
+    throw FerryError(.notInstalled, "\(ref) is not installed")
+}
+
+struct InfoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "info", abstract: "Show an installed app.")
+
+    @Argument(help: "The installed ref.") var ref: String
+    @Flag(help: "JSON output for scripts.") var json = false
+
+    func run() async throws {
+        let ref = try Ref(ref)
+        let (scope, item) = try findInstalled(ref, context: AgentContext())
+        let configData = FileManager.default.contents(atPath: item.deploymentPath + "/config.json") ?? Data()
+        let command = (try? ImageConfig.parse(configData))?.command ?? []
+        let date = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(item.installation.timestamp)))
+        let fields: [(String, String)] = [
+            ("ref", ref.string), ("scope", scope.rawValue), ("remote", item.installation.remote.string),
+            ("digest", item.installation.digest.description), ("signed", date),
+            ("deployment", item.deploymentPath), ("previous", item.installation.previous ?? "none"),
+            ("command", command.joined(separator: " ")),
+            ("exports", (item.installation.exports ?? []).joined(separator: ", ")),
+        ]
+        if json {
+            let object = Dictionary(uniqueKeysWithValues: fields)
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            for (key, value) in fields { print("\(key.padding(toLength: 11, withPad: " ", startingAt: 0))\(value)") }
+        }
+    }
+}
+
+struct UninstallCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "uninstall", abstract: "Remove an installed app.")
+
+    @OptionGroup var scope: ScopeOptions
+    @Argument(help: "The installed ref.") var ref: String
+    @Flag(help: "Never prompt, not even for polkit authentication.") var noInteraction = false
+
+    func run() async throws {
+        let ref = try Ref(ref)
+        let context = AgentContext()
+        let target = try scope.explicit ?? findInstalled(ref, context: context).0
+        switch target {
+        case .user: try context.userInstaller().uninstall(ref)
+        case .system: try HelperClient().uninstall(ref: ref, interactive: !noInteraction)
+        }
+        print("\(ref): uninstalled (\(target))")
+    }
+}
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Start an installed app (the image's command, from its files/).")
+
+    @Argument(help: "The installed ref.") var ref: String
+    @Argument(parsing: .postTerminator, help: "Arguments for the app.") var arguments: [String] = []
+
+    func run() async throws {
+        let ref = try Ref(ref)
+        let (_, item) = try findInstalled(ref, context: AgentContext())
+        // Through installed/<ref>, which is what the launcher uses too.
+        let link = item.deploymentPath
+        guard let data = FileManager.default.contents(atPath: link + "/config.json") else {
+            throw FerryError.failed("\(ref): deployment has no config.json")
+        }
+        let command = try ImageConfig.parse(data).command
+        guard let first = command.first, !first.isEmpty else {
+            throw FerryError.failed("\(ref): the image declares no command")
+        }
+        let files = link + "/files"
+        let relative = String(first.drop { $0 == "/" })
+        _ = try DirectoryHandle.components(of: relative)
+        let program = files + "/" + relative
+        guard chdir(files) == 0 else { throw ioError("chdir \(files)") }
+        let argv = [program] + command.dropFirst() + arguments
+        var cArgs = argv.map { strdup($0) } + [nil]
+        execv(program, &cArgs)
+        throw FerryError.failed("\(ref): cannot run \(first): \(errnoString())")
+    }
+}

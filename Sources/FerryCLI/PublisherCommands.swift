@@ -1,0 +1,118 @@
+import ArgumentParser
+import FerryArchive
+import FerryCore
+import FerryInstall
+import FerryTrust
+import Foundation
+
+/// `ferry build DIR LAYOUT --ref REF`: packs a directory as a one-layer OCI image under `REF` in a layout.
+struct BuildCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "build", abstract: "Build an OCI image from a directory into an image layout.")
+
+    @Argument(help: "The directory whose contents become the image's files.") var directory: String
+    @Argument(help: "The OCI image layout to create or add to.") var layout: String
+    @Option(help: "The ref to publish the image under, e.g. org.example.App/x86_64/stable.") var ref: String
+    @Option(help: "The image's command, a path inside the image (relative to its root).") var command: String?
+    @Option(help: "Layer compression: gzip or zstd.") var compression: String = "gzip"
+
+    func run() async throws {
+        let ref = try Ref(ref)
+        guard let compression = LayerCompression(rawValue: compression), compression != .none else {
+            throw ValidationError("--compression must be gzip or zstd")
+        }
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
+            throw FerryError.invalidArgument("\(directory) is not a directory")
+        }
+        let image = try ImageBuilder.build(directory: directory, layout: layout, ref: ref, command: command,
+                                           compression: compression)
+        print("\(ref) \(image.digest)")
+    }
+}
+
+/// `ferry sign LAYOUT --ref REF`: signs the claim that binds the ref's manifest digest to its identity.
+struct SignCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sign", abstract: "Sign an image in a layout (ed25519/minisign and/or GPG).")
+
+    @Argument(help: "The OCI image layout.") var layout: String
+    @Option(help: "The ref to sign.") var ref: String
+    @Option(name: .customLong("ed25519-key"), help: "A minisign secret key file.") var ed25519Key: String?
+    @Option(name: .customLong("gpg-key"), help: "A GPG key fingerprint in the user's keyring.") var gpgKey: String?
+    @Option(help: "The signed identity (default: the ref; host[:port]/repo:tag for a registry).") var identity: String?
+    @Option(help: "The claim timestamp in Unix seconds (default: now).") var timestamp: Int64?
+
+    func validate() throws {
+        if ed25519Key == nil && gpgKey == nil {
+            throw ValidationError("give --ed25519-key and/or --gpg-key")
+        }
+    }
+
+    func run() async throws {
+        let ref = try Ref(ref)
+        let image = try ImageLayout(path: layout)
+        let descriptor = try image.descriptor(for: ref)
+        let claim = Claim(digest: descriptor.digest, identity: identity ?? ref.string,
+                          timestamp: timestamp ?? unixNow())
+        let writer = try LayoutWriter(path: layout)
+        let existing = try image.signatures(ref: ref, digest: descriptor.digest)
+        var set = SignatureSet()
+        let claimBytes = claim.serialized()
+        if let ed25519Key {
+            let key = try loadSecretKey(ed25519Key)
+            let n = existing.ed25519.count + 1
+            let text = try key.sign(
+                claimBytes,
+                trustedComment: "ferry claim \(claim.identity) \(claim.digest) timestamp:\(claim.timestamp ?? 0)")
+            set.ed25519.append(.init(claim: claimBytes, minisig: Data(text.utf8)))
+            print("\(ref): ed25519 signature claim-\(n).json by key \(key.publicKey.keyID)")
+        }
+        if let gpgKey {
+            let n = existing.gpg.count + 1
+            set.gpg.append(try GPG.sign(claimBytes, fingerprint: gpgKey))
+            print("\(ref): GPG signature signature-\(n) by \(gpgKey)")
+        }
+        // New signatures go after the ones already there.
+        let merged = SignatureSet(gpg: existing.gpg + set.gpg, ed25519: existing.ed25519 + set.ed25519)
+        try writer.writeSignatures(merged, ref: ref, digest: descriptor.digest)
+    }
+
+    /// Reads a minisign secret key; an encrypted key's password comes from `FERRY_KEY_PASSWORD` or the terminal.
+    private func loadSecretKey(_ path: String) throws -> MinisignSecretKey {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw FerryError.invalidArgument("cannot read secret key \(path)")
+        }
+        if let key = try? MinisignSecretKey(parsing: text, password: nil) { return key }
+        var password = ProcessInfo.processInfo.environment["FERRY_KEY_PASSWORD"]
+        if password == nil, isatty(0) != 0, let typed = getpass("Password for \(path): ") {
+            password = String(cString: typed)
+        }
+        return try MinisignSecretKey(parsing: text, password: password)
+    }
+}
+
+/// `ferry verify LAYOUT --ref REF`: checks an image the way an installer would, without installing it.
+struct VerifyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Verify an image in a layout: blobs, diff_ids and signatures.")
+
+    @Argument(help: "The OCI image layout.") var layout: String
+    @Option(help: "The ref to verify.") var ref: String
+    @Option(name: .customLong("ed25519-key"), help: "A trusted minisign public key file.") var ed25519Keys: [String] = []
+    @Option(name: .customLong("gpg-key"), help: "A trusted GPG public key file (armored or binary).") var gpgKeys: [String] = []
+    @Option(help: "The identity the claim must name (default: the ref).") var identity: String?
+
+    func run() async throws {
+        let ref = try Ref(ref)
+        do {
+            let keys = try TrustedKeys.load(ed25519Files: ed25519Keys, gpgFiles: gpgKeys)
+            let image = try ImageLayout(path: layout)
+            let result = try ImageVerifier.verify(layout: image, ref: ref, identity: identity ?? ref.string, keys: keys)
+            print("\(ref): OK \(result.digest), signed at \(result.claim.timestamp) by \(result.claim.signers.joined(separator: ", "))")
+        } catch let error as FerryError {
+            throw error.prefixed("\(layout) \(ref)")
+        }
+    }
+}

@@ -1,0 +1,165 @@
+import ArgumentParser
+import FerryBus
+import FerryCore
+import FerryFetch
+import FerryTrust
+import Foundation
+
+struct RemoteAddCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "remote-add",
+        abstract: "Configure a remote and the keys trusted for it.",
+        discussion: "Without --system or --user: --user. A system remote is written by ferry-helper after polkit "
+            + "allows dev.ferry.configure-remote (administrators only).")
+
+    @OptionGroup var scope: ScopeOptions
+    @Argument(help: "A name for the remote.") var name: String
+    @Argument(help: "Base URL of a static OCI layout, or with --registry a registry repository prefix.") var url: String
+    @Flag(help: "The URL is an OCI distribution registry (https://host/ns).") var registry = false
+    @Option(name: .customLong("ed25519-key"), help: "A trusted minisign public key file.") var ed25519Keys: [String] = []
+    @Option(name: .customLong("gpg-key"), help: "A trusted OpenPGP public key file.") var gpgKeys: [String] = []
+    @Option(name: .customLong("tuf-root"), help: "The remote's trusted TUF root.json.") var tufRoot: String?
+    @Option(name: .customLong("mirror"), help: "A mirror base URL, tried in order.") var mirrors: [String] = []
+    @Option(help: "Where a registry's signatures are served (lookaside).") var signatureLookaside: String?
+    @Flag(help: "Never prompt, not even for polkit authentication.") var noInteraction = false
+
+    func run() async throws {
+        let name = try RemoteName(name)
+        let keys = try TrustedKeys.load(ed25519Files: ed25519Keys, gpgFiles: gpgKeys)
+        // Check every key before storing anything: a typo should fail here, not at the first install.
+        if !keys.gpg.isEmpty { _ = try GPG.fingerprints(of: keys.gpg) }
+        if keys.isEmpty { printError("warning: remote \(name) has no keys; nothing from it will install") }
+        var tufData: Data?
+        if let tufRoot {
+            guard let data = FileManager.default.contents(atPath: tufRoot) else {
+                throw FerryError.invalidArgument("cannot read \(tufRoot)")
+            }
+            tufData = data
+        }
+        let remote = Remote(name: name, url: url, isRegistry: registry, mirrors: mirrors,
+                            signatureLookaside: signatureLookaside, ed25519Keys: keys.ed25519.map(\.fileText),
+                            gpgKeys: keys.gpg, tufRoot: tufData)
+        try remote.validate()
+        let target = scope.explicit ?? .user
+        switch target {
+        case .user:
+            try AgentContext().userRemotes.save(remote)
+        case .system:
+            var settings: [String: BusValue] = [
+                "url": .string(remote.url), "registry": .bool(remote.isRegistry),
+                "mirrors": .stringArray(remote.mirrors),
+                "ed25519-keys": .stringArray(remote.ed25519Keys),
+                "gpg-keys": .array(elementSignature: "ay", remote.gpgKeys.map { .bytes($0) }),
+                "interactive": .bool(!noInteraction),
+            ]
+            if let lookaside = remote.signatureLookaside { settings["signature-lookaside"] = .string(lookaside) }
+            if let tufData { settings["tuf-root"] = .bytes(tufData) }
+            try HelperClient().configureRemote(name, settings: settings)
+        }
+        print("remote \(name) added (\(target)): \(remote.url), \(keys.ed25519.count) ed25519 and \(keys.gpg.count) GPG keys")
+    }
+}
+
+struct RemoteDeleteCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "remote-delete", abstract: "Remove a remote.")
+
+    @OptionGroup var scope: ScopeOptions
+    @Argument(help: "The remote's name.") var name: String
+    @Flag(help: "Never prompt, not even for polkit authentication.") var noInteraction = false
+
+    func run() async throws {
+        let name = try RemoteName(name)
+        let target = scope.explicit ?? .user
+        switch target {
+        case .user: try AgentContext().userRemotes.delete(name)
+        case .system: try HelperClient().configureRemote(name, settings: [:])
+        }
+        print("remote \(name) deleted (\(target))")
+    }
+}
+
+struct RemotesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "remotes", abstract: "List configured remotes.")
+
+    @Flag(help: "JSON output for scripts.") var json = false
+
+    struct Row: Encodable {
+        var name: String
+        var scope: String
+        var url: String
+        var registry: Bool
+        var mirrors: [String]
+        var ed25519Keys: Int
+        var gpgKeys: Int
+        var tuf: Bool
+    }
+
+    func run() async throws {
+        let context = AgentContext()
+        let rows = [context.systemRemotes, context.userRemotes].flatMap { store in
+            store.all().map {
+                Row(name: $0.name.string, scope: store.scope.rawValue, url: $0.url, registry: $0.isRegistry,
+                    mirrors: $0.mirrors, ed25519Keys: $0.ed25519Keys.count, gpgKeys: $0.gpgKeys.count,
+                    tuf: $0.tufRoot != nil)
+            }
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+            return
+        }
+        if rows.isEmpty {
+            print("no remotes configured")
+            return
+        }
+        for row in rows {
+            let keys = "\(row.ed25519Keys) ed25519, \(row.gpgKeys) gpg" + (row.tuf ? ", tuf" : "")
+            print("\(row.name)\t\(row.scope)\t\(row.registry ? "registry " : "")\(row.url)\t\(keys)")
+        }
+    }
+}
+
+struct RemoteLsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "remote-ls", abstract: "List the refs a remote offers, with versions and sizes.")
+
+    @Argument(help: "The remote's name.") var name: String
+    @Flag(help: "JSON output for scripts.") var json = false
+
+    struct Row: Encodable {
+        var ref: String
+        var digest: String
+        var version: String?
+        var size: Int64?
+    }
+
+    func run() async throws {
+        let remote = try AgentContext().remote(name, for: .user)
+        let source = try remote.source()
+        var rows: [Row] = []
+        do {
+            for offered in try await source.refs() {
+                // The size is the manifest's blobs; reading the manifest costs one small verified request.
+                let size = try? await source.resolve(offered.ref).manifest
+                let total = size.flatMap { try? Manifest.parse($0) }.map {
+                    $0.layers.reduce($0.config.size) { $0 + $1.size }
+                }
+                rows.append(Row(ref: offered.ref.string, digest: offered.digest.description, version: offered.version,
+                                size: total))
+            }
+        } catch let error as FerryError {
+            throw error.prefixed("remote \(remote.name)")
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+            return
+        }
+        for row in rows {
+            let size = row.size.map { ProgressReporter.bytes(UInt64($0)) } ?? "?"
+            print("\(row.ref)\t\(row.version ?? "-")\t\(size)\t\(row.digest.prefix(19))")
+        }
+    }
+}

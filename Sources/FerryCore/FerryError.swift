@@ -1,0 +1,55 @@
+/// An error Ferry reports to a person or across D-Bus.
+///
+/// Each ``Code`` maps one-to-one onto a D-Bus error name `dev.ferry.Error.<Name>` (DESIGN.md, "Fixed names"),
+/// so the agent can turn a helper reply back into the same error and message.
+public struct FerryError: Error, CustomStringConvertible, Equatable, Sendable {
+    public enum Code: String, CaseIterable, Sendable {
+        case notAuthorized = "NotAuthorized"
+        case invalidArgument = "InvalidArgument"
+        case signatureInvalid = "SignatureInvalid"
+        case untrusted = "Untrusted"
+        case downgrade = "Downgrade"
+        case digestMismatch = "DigestMismatch"
+        case unsafeArchive = "UnsafeArchive"
+        case notInstalled = "NotInstalled"
+        case busy = "Busy"
+        case noSpace = "NoSpace"
+        case failed = "Failed"
+    }
+
+    public var code: Code
+    /// One line in the user's words: what was refused and why.
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// The D-Bus error name, `dev.ferry.Error.<Name>`.
+    public var dbusName: String { "dev.ferry.Error." + code.rawValue }
+
+    /// Rebuilds an error from a D-Bus error name and message; unknown names become `Failed`.
+    public init(dbusName: String, message: String) {
+        let prefix = "dev.ferry.Error."
+        if dbusName.hasPrefix(prefix), let code = Code(rawValue: String(dbusName.dropFirst(prefix.count))) {
+            self.init(code, message)
+        } else {
+            self.init(.failed, message.isEmpty ? dbusName : "\(dbusName): \(message)")
+        }
+    }
+
+    public var description: String { message }
+
+    public static func invalidArgument(_ message: String) -> FerryError { FerryError(.invalidArgument, message) }
+    public static func digestMismatch(_ message: String) -> FerryError { FerryError(.digestMismatch, message) }
+    public static func signatureInvalid(_ message: String) -> FerryError { FerryError(.signatureInvalid, message) }
+    public static func untrusted(_ message: String) -> FerryError { FerryError(.untrusted, message) }
+    public static func unsafeArchive(_ message: String) -> FerryError { FerryError(.unsafeArchive, message) }
+    public static func failed(_ message: String) -> FerryError { FerryError(.failed, message) }
+
+    /// Adds context in front of the message ("org.example.App: ..."), keeping the code.
+    public func prefixed(_ context: String) -> FerryError {
+        FerryError(code, "\(context): \(message)")
+    }
+}

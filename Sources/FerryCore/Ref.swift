@@ -1,0 +1,106 @@
+/// What a user installs: `org.vsekai.Client/x86_64/stable`, or `NAME:TAG` on a registry remote.
+///
+/// Grammar (DESIGN.md, "Refs"): components `[A-Za-z0-9][A-Za-z0-9._-]*` joined by `/`, optionally `:TAG` with
+/// TAG `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`; at most 255 bytes. Every ref that arrives from outside is parsed
+/// here before any use: refs become path components, and path traversal through them is the classic bug.
+public struct Ref: Hashable, Sendable, CustomStringConvertible, Comparable, Codable {
+    public let string: String
+
+    public init(_ string: String) throws {
+        guard Ref.isValid(string) else {
+            let shown = string.utf8.count > 80 ? String(string.prefix(80)) + "…" : string
+            throw FerryError.invalidArgument("invalid ref \(shown.debugDescription)")
+        }
+        self.string = string
+    }
+
+    public init(from decoder: Decoder) throws {
+        try self.init(decoder.singleValueContainer().decode(String.self))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(string)
+    }
+
+    public var description: String { string }
+
+    /// The part before `:TAG`.
+    public var name: String {
+        if let colon = string.lastIndex(of: ":") { return String(string[..<colon]) }
+        return string
+    }
+
+    /// The tag, if the ref has one.
+    public var tag: String? {
+        if let colon = string.lastIndex(of: ":") { return String(string[string.index(after: colon)...]) }
+        return nil
+    }
+
+    /// The ref's slash-separated components, the tag left on the last one.
+    public var components: [Substring] { string.split(separator: "/") }
+
+    /// The name used for a launcher: the first component.
+    public var launcherName: String { String(name.split(separator: "/").first ?? Substring(name)) }
+
+    /// A single path component that stands for this ref (used where one file per ref is needed).
+    /// `/` becomes `%2F` and `:` becomes `%3A`, which the grammar never allows in a ref, so it is injective.
+    public var escapedFileName: String {
+        string.replacingOccurrences(of: "/", with: "%2F").replacingOccurrences(of: ":", with: "%3A")
+    }
+
+    public static func < (lhs: Ref, rhs: Ref) -> Bool { lhs.string < rhs.string }
+
+    public static func isValid(_ s: String) -> Bool {
+        let bytes = Array(s.utf8)
+        guard !bytes.isEmpty, bytes.count <= 255 else { return false }
+        var namePart = bytes[...]
+        if let colon = bytes.lastIndex(of: UInt8(ascii: ":")) {
+            let tag = bytes[(colon + 1)...]
+            guard tag.count >= 1, tag.count <= 128, let first = tag.first,
+                isAlnum(first) || first == UInt8(ascii: "_"),
+                tag.allSatisfy(isNameByte)
+            else { return false }
+            namePart = bytes[..<colon]
+        }
+        guard !namePart.isEmpty else { return false }
+        for component in namePart.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
+            guard let first = component.first, isAlnum(first), component.allSatisfy(isNameByte) else { return false }
+        }
+        return true
+    }
+}
+
+/// The name of a remote: one path component, `[A-Za-z0-9][A-Za-z0-9._-]*`, at most 64 bytes.
+public struct RemoteName: Hashable, Sendable, CustomStringConvertible, Comparable, Codable {
+    public let string: String
+
+    public init(_ string: String) throws {
+        let bytes = Array(string.utf8)
+        guard !bytes.isEmpty, bytes.count <= 64, isAlnum(bytes[0]), bytes.allSatisfy(isNameByte) else {
+            let shown = string.utf8.count > 80 ? String(string.prefix(80)) + "…" : string
+            throw FerryError.invalidArgument("invalid remote name \(shown.debugDescription)")
+        }
+        self.string = string
+    }
+
+    public init(from decoder: Decoder) throws {
+        try self.init(decoder.singleValueContainer().decode(String.self))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(string)
+    }
+
+    public var description: String { string }
+    public static func < (lhs: RemoteName, rhs: RemoteName) -> Bool { lhs.string < rhs.string }
+}
+
+@inline(__always) func isAlnum(_ b: UInt8) -> Bool {
+    (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a)
+}
+
+@inline(__always) func isNameByte(_ b: UInt8) -> Bool {
+    isAlnum(b) || b == UInt8(ascii: ".") || b == UInt8(ascii: "_") || b == UInt8(ascii: "-")
+}

@@ -1,0 +1,200 @@
+import Foundation
+import TOMLKit
+
+/// Where a remote is configured: system-wide (root-owned, `/etc/ferry/remotes.d`) or for one user.
+public enum Scope: String, Sendable, Codable, CaseIterable {
+    case system, user
+}
+
+/// A remote: a static OCI layout on a web host, or a registry repository prefix, and the keys trusted for it.
+///
+/// Stored as `remotes.d/NAME.toml`, with keys beside it in `remotes.d/NAME.d/` (`ed25519-N.pub` minisign public
+/// keys, `gpg-N.key` OpenPGP public keys, `tuf-root.json`). A remote with no key never installs anything.
+public struct Remote: Sendable, Equatable {
+    public var name: RemoteName
+    public var url: String
+    public var isRegistry: Bool
+    public var mirrors: [String]
+    public var signatureLookaside: String?
+    /// minisign public keys, as the text of `.pub` files.
+    public var ed25519Keys: [String]
+    /// OpenPGP public keys, armored or binary.
+    public var gpgKeys: [Data]
+    /// The TUF root the remote's metadata chains from, when the remote serves TUF metadata.
+    public var tufRoot: Data?
+
+    public init(name: RemoteName, url: String, isRegistry: Bool = false, mirrors: [String] = [],
+                signatureLookaside: String? = nil, ed25519Keys: [String] = [], gpgKeys: [Data] = [],
+                tufRoot: Data? = nil) {
+        self.name = name
+        self.url = url
+        self.isRegistry = isRegistry
+        self.mirrors = mirrors
+        self.signatureLookaside = signatureLookaside
+        self.ed25519Keys = ed25519Keys
+        self.gpgKeys = gpgKeys
+        self.tufRoot = tufRoot
+    }
+
+    public var hasKeys: Bool { !ed25519Keys.isEmpty || !gpgKeys.isEmpty }
+
+    /// Checks a URL from configuration or D-Bus: `http(s)://` (or `file://` for local layouts), no
+    /// whitespace or control characters, at most 2048 bytes.
+    public static func validateURL(_ url: String, what: String = "URL") throws {
+        let lower = url.lowercased()
+        guard url.utf8.count <= 2048,
+            lower.hasPrefix("http://") || lower.hasPrefix("https://") || lower.hasPrefix("file:///"),
+            !url.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7f }),
+            URL(string: url) != nil
+        else {
+            throw FerryError.invalidArgument("invalid \(what) \(String(url.prefix(100)).debugDescription)")
+        }
+    }
+
+    /// Checks every field's grammar; called before a remote is stored or used.
+    public func validate() throws {
+        try Remote.validateURL(url)
+        for mirror in mirrors { try Remote.validateURL(mirror, what: "mirror URL") }
+        if let signatureLookaside { try Remote.validateURL(signatureLookaside, what: "signature lookaside URL") }
+        guard mirrors.count <= 32, ed25519Keys.count <= 32, gpgKeys.count <= 32 else {
+            throw FerryError.invalidArgument("too many mirrors or keys (at most 32 each)")
+        }
+        if isRegistry && signatureLookaside == nil && !hasKeys {
+            // Not an error by itself; installs will fail without keys. Checked where keys matter.
+        }
+    }
+
+    /// The base URLs to try, in order: the remote's own, then its mirrors.
+    public var baseURLs: [String] { [url] + mirrors }
+
+    /// For a registry remote `https://host[:port]/ns`, the identity skopeo signs for `NAME:TAG`:
+    /// `host[:port]/ns/NAME:TAG` (tag `latest` when the ref has none). For a layout remote, the ref itself.
+    public func identity(for ref: Ref) -> String {
+        guard isRegistry, let parsed = URL(string: url), let host = parsed.host else { return ref.string }
+        let hostPort = parsed.port.map { "\(host):\($0)" } ?? host
+        let path = parsed.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        let repo = path.isEmpty ? ref.name : "\(path)/\(ref.name)"
+        return "\(hostPort)/\(repo):\(ref.tag ?? "latest")"
+    }
+}
+
+/// The remotes of one scope, stored in a `remotes.d` directory.
+public struct RemoteStore: Sendable {
+    public let directory: String
+    public let scope: Scope
+
+    public init(directory: String, scope: Scope) {
+        self.directory = directory
+        self.scope = scope
+    }
+
+    private struct File: Codable {
+        var url: String
+        var registry: Bool?
+        var mirrors: [String]?
+        var signatureLookaside: String?
+
+        enum CodingKeys: String, CodingKey {
+            case url, registry, mirrors
+            case signatureLookaside = "signature-lookaside"
+        }
+    }
+
+    public func configPath(_ name: RemoteName) -> String { "\(directory)/\(name).toml" }
+    public func keyDirectory(_ name: RemoteName) -> String { "\(directory)/\(name).d" }
+
+    /// Loads one remote; `nil` when it is not configured here.
+    public func load(_ name: RemoteName) throws -> Remote? {
+        let path = configPath(name)
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        guard data.count <= 64 * 1024 else { throw FerryError.invalidArgument("\(path) is larger than 64 KiB") }
+        let file: File
+        do {
+            file = try TOMLDecoder().decode(File.self, from: String(decoding: data, as: UTF8.self))
+        } catch {
+            throw FerryError.invalidArgument("\(path): malformed remote configuration (\(error))")
+        }
+        var remote = Remote(name: name, url: file.url, isRegistry: file.registry ?? false,
+                            mirrors: file.mirrors ?? [], signatureLookaside: file.signatureLookaside)
+        let keyDir = keyDirectory(name)
+        let entries = ((try? FileManager.default.contentsOfDirectory(atPath: keyDir)) ?? []).sorted {
+            $0.localizedStandardCompare($1) == .orderedAscending
+        }
+        for entry in entries {
+            let full = keyDir + "/" + entry
+            guard let content = FileManager.default.contents(atPath: full), content.count <= 1024 * 1024 else {
+                continue
+            }
+            if entry.hasPrefix("ed25519-") && entry.hasSuffix(".pub") {
+                remote.ed25519Keys.append(String(decoding: content, as: UTF8.self))
+            } else if entry.hasPrefix("gpg-") && entry.hasSuffix(".key") {
+                remote.gpgKeys.append(content)
+            } else if entry == "tuf-root.json" {
+                remote.tufRoot = content
+            }
+        }
+        try remote.validate()
+        return remote
+    }
+
+    /// Every remote configured in this scope, sorted by name; malformed files are skipped.
+    public func all() -> [Remote] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return entries.sorted().compactMap { entry in
+            guard entry.hasSuffix(".toml"), let name = try? RemoteName(String(entry.dropLast(5))) else { return nil }
+            return try? load(name)
+        }
+    }
+
+    /// Writes a remote and its keys (replacing any earlier configuration of that name).
+    /// Files are world-readable (`0644`): keys are public, and every user's agent reads system remotes.
+    public func save(_ remote: Remote) throws {
+        try remote.validate()
+        let fm = FileManager.default
+        do {
+            try fm.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                   attributes: [.posixPermissions: 0o755])
+        } catch {
+            throw FerryError.failed("cannot create \(directory): \(error.localizedDescription)")
+        }
+        let keyDir = keyDirectory(remote.name)
+        let staged = keyDir + ".new-\(getpid())"
+        try? fm.removeItem(atPath: staged)
+        do {
+            try fm.createDirectory(atPath: staged, withIntermediateDirectories: false,
+                                   attributes: [.posixPermissions: 0o755])
+        } catch {
+            throw FerryError.failed("cannot create \(staged): \(error.localizedDescription)")
+        }
+        for (i, key) in remote.ed25519Keys.enumerated() {
+            try AtomicFile.write(Data(key.utf8), to: "\(staged)/ed25519-\(i + 1).pub")
+        }
+        for (i, key) in remote.gpgKeys.enumerated() {
+            try AtomicFile.write(key, to: "\(staged)/gpg-\(i + 1).key")
+        }
+        if let root = remote.tufRoot { try AtomicFile.write(root, to: "\(staged)/tuf-root.json") }
+        let file = File(url: remote.url, registry: remote.isRegistry, mirrors: remote.mirrors,
+                        signatureLookaside: remote.signatureLookaside)
+        let text: String
+        do {
+            text = try TOMLEncoder().encode(file)
+        } catch {
+            throw FerryError.failed("cannot encode remote \(remote.name): \(error)")
+        }
+        // Keys first, then the TOML: a reader never sees a configuration whose keys are not in place.
+        try? fm.removeItem(atPath: keyDir)
+        guard rename(staged, keyDir) == 0 else { throw ioError("rename \(staged)") }
+        try AtomicFile.write(Data(("# Ferry remote \(remote.name)\n" + text + "\n").utf8), to: configPath(remote.name))
+    }
+
+    /// Removes a remote and its keys. Throws `.notInstalled` when it does not exist.
+    public func delete(_ name: RemoteName) throws {
+        let path = configPath(name)
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw FerryError(.notInstalled, "remote \(name) is not configured (\(scope))")
+        }
+        guard unlink(path) == 0 else { throw ioError("remove \(path)") }
+        try? FileManager.default.removeItem(atPath: keyDirectory(name))
+        try? AtomicFile.syncDirectory(directory)
+    }
+}

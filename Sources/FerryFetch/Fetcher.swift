@@ -1,0 +1,161 @@
+import FerryCore
+import Foundation
+
+/// An image fetched, verified by digest, and staged as an OCI layout ready for the install engine or the helper.
+public struct StagedImage: Sendable {
+    /// The staged layout: `oci-layout`, `index.json` naming the one ref, `blobs/` (hard links into the cache),
+    /// `signatures/<ref>@sha256=<hex>/`.
+    public var path: String
+    public var ref: Ref
+    public var descriptor: Descriptor
+    public var manifest: Manifest
+    public var signatures: SignatureSet
+
+    /// Deletes the staged layout (the cache keeps the blobs).
+    public func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// Fetches images from a remote into the user's blob cache (`$XDG_CACHE_HOME/ferry`) and stages them.
+///
+/// Blobs are cached by digest and shared by every image, so an update downloads only layers it has not seen.
+/// Downloads run in parallel, resume from partial files, verify size and digest while streaming, and fall back
+/// to the next mirror on any error or bad content.
+public final class Fetcher: Sendable {
+    public let cacheDirectory: String
+    public let transport: HTTPTransport
+    public let progress: ProgressReporter
+    /// How many blobs download at once.
+    public let parallelism: Int
+
+    public init(cacheDirectory: String, transport: HTTPTransport = .shared,
+                progress: ProgressReporter = ProgressReporter(style: .quiet), parallelism: Int = 4) {
+        self.cacheDirectory = cacheDirectory
+        self.transport = transport
+        self.progress = progress
+        self.parallelism = max(1, parallelism)
+    }
+
+    var blobDirectory: String { cacheDirectory + "/blobs/sha256" }
+    var partialDirectory: String { cacheDirectory + "/partial" }
+    var stagingDirectory: String { cacheDirectory + "/staging" }
+
+    public func cachedBlobPath(_ digest: Digest) -> String {
+        "\(cacheDirectory)/blobs/\(digest.algorithm.rawValue)/\(digest.hex)"
+    }
+
+    /// Resolves `ref` on the remote: manifest descriptor, manifest and signatures, without downloading layers.
+    public func resolve(remote: Remote, ref: Ref) async throws -> (Descriptor, Manifest, Data, SignatureSet) {
+        let source = try remote.source(transport: transport)
+        let (descriptor, data) = try await source.resolve(ref)
+        let manifest = try Manifest.parse(data)
+        let signatures = try await source.signatures(ref: ref, digest: descriptor.digest)
+        return (descriptor, manifest, data, signatures)
+    }
+
+    /// Downloads what `ref` needs into the cache and stages a layout for it.
+    /// `verify` runs on the resolved manifest and signatures before any layer is downloaded (the agent checks
+    /// signatures there, so a bad image costs no layer bandwidth).
+    public func stage(remote: Remote, ref: Ref,
+                      verify: (Descriptor, Manifest, SignatureSet) throws -> Void = { _, _, _ in }) async throws
+        -> StagedImage
+    {
+        let source = try remote.source(transport: transport)
+        let (descriptor, manifestData) = try await source.resolve(ref)
+        let manifest = try Manifest.parse(manifestData)
+        let signatures = try await source.signatures(ref: ref, digest: descriptor.digest)
+        try verify(descriptor, manifest, signatures)
+
+        try FileManager.default.createDirectory(atPath: blobDirectory, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: partialDirectory, withIntermediateDirectories: true)
+        try storeVerified(manifestData, descriptor: descriptor)
+
+        let needed = ([manifest.config] + manifest.layers).filter { !isCached($0) }
+        var unique: [Descriptor] = []
+        for blob in needed where !unique.contains(where: { $0.digest == blob.digest }) { unique.append(blob) }
+        let total = UInt64(unique.reduce(Int64(0)) { $0 + $1.size })
+        progress.begin("\(ref): downloading", total: total)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var running = 0
+            for blob in unique {
+                if running >= parallelism {
+                    try await group.next()
+                    running -= 1
+                }
+                group.addTask { try await self.fetchBlob(blob, ref: ref, source: source) }
+                running += 1
+            }
+            try await group.waitForAll()
+        }
+        progress.finish()
+        return try makeStaging(ref: ref, descriptor: descriptor, manifest: manifest, signatures: signatures)
+    }
+
+    private func isCached(_ descriptor: Descriptor) -> Bool {
+        var st = stat()
+        return lstat(cachedBlobPath(descriptor.digest), &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+            && Int64(st.st_size) == descriptor.size
+    }
+
+    private func storeVerified(_ data: Data, descriptor: Descriptor) throws {
+        var verifier = BlobVerifier(descriptor)
+        try verifier.consume(data)
+        try verifier.finish()
+        if !isCached(descriptor) { try AtomicFile.write(data, to: cachedBlobPath(descriptor.digest)) }
+    }
+
+    /// Tries each URL in order; a partial file survives transport errors so the next try resumes it.
+    private func fetchBlob(_ descriptor: Descriptor, ref: Ref, source: ImageSource) async throws {
+        let partial = "\(partialDirectory)/\(descriptor.digest.hex)"
+        var errors: [String] = []
+        for url in source.blobURLs(descriptor.digest, ref: ref) {
+            do {
+                let headers = try await source.headers(for: url, ref: ref)
+                try await transport.download(url, descriptor: descriptor, to: partial, headers: headers) { n in
+                    self.progress.advance(n)
+                }
+                guard rename(partial, cachedBlobPath(descriptor.digest)) == 0 else {
+                    throw ioError("rename \(partial)")
+                }
+                return
+            } catch let error as FerryError {
+                errors.append(error.message)
+                if error.code == .noSpace { throw error }
+            } catch {
+                errors.append("\(url): \(error)")
+            }
+        }
+        let last = errors.last ?? "no URL to fetch from"
+        throw FerryError.failed("blob \(descriptor.digest.short): \(last)")
+    }
+
+    private func makeStaging(ref: Ref, descriptor: Descriptor, manifest: Manifest, signatures: SignatureSet) throws
+        -> StagedImage
+    {
+        try FileManager.default.createDirectory(atPath: stagingDirectory, withIntermediateDirectories: true)
+        let path = "\(stagingDirectory)/\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let writer = try LayoutWriter(path: path)
+        for blob in [descriptor, manifest.config] + manifest.layers {
+            let target = writer.blobPath(blob.digest)
+            if FileManager.default.fileExists(atPath: target) { continue }
+            // A hard link costs nothing; fall back to a copy across file systems.
+            if link(cachedBlobPath(blob.digest), target) != 0 {
+                do {
+                    try FileManager.default.copyItem(atPath: cachedBlobPath(blob.digest), toPath: target)
+                } catch {
+                    throw FerryError.failed("cannot stage blob \(blob.digest.short): \(error.localizedDescription)")
+                }
+            }
+        }
+        try writer.setRef(ref, to: descriptor)
+        try writer.writeSignatures(signatures, ref: ref, digest: descriptor.digest)
+        return StagedImage(path: path, ref: ref, descriptor: descriptor, manifest: manifest, signatures: signatures)
+    }
+
+    /// Removes staged layouts and partial files of processes that are gone.
+    public func sweep() {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: stagingDirectory)) ?? [] {
+            if let pid = Int32(name.split(separator: "-").first ?? ""), pid != getpid(), kill(pid, 0) == 0 { continue }
+            try? FileManager.default.removeItem(atPath: "\(stagingDirectory)/\(name)")
+        }
+    }
+}

@@ -1,0 +1,218 @@
+import AsyncHTTPClient
+import FerryCore
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// HTTP for the agent: bounded reads, stall timeouts, redirects, and resumable verified downloads.
+///
+/// Nothing a server says about length is trusted: bodies are counted as they stream and cut off one byte past
+/// the caller's cap. A server that stops sending for ``stallTimeout`` fails the request; one that redirects in
+/// a loop fails after a few hops.
+public final class HTTPTransport: Sendable {
+    public let client: HTTPClient
+    /// Time without a single byte before a response is abandoned.
+    public let stallTimeout: TimeAmount
+    /// The longest any one request may take in all (metadata and blobs alike).
+    public let deadline: TimeAmount
+
+    public static let shared = HTTPTransport()
+
+    public init(stallTimeout: TimeAmount = .seconds(30), connectTimeout: TimeAmount = .seconds(10),
+                deadline: TimeAmount = .hours(6)) {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = HTTPClient.Configuration.Timeout(connect: connectTimeout, read: stallTimeout)
+        configuration.redirectConfiguration = .follow(max: 8, allowCycles: false)
+        configuration.decompression = .disabled
+        client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        self.stallTimeout = stallTimeout
+        self.deadline = deadline
+    }
+
+    deinit { try? client.syncShutdown() }
+
+    /// The outcome of a GET whose body was read whole.
+    public struct Response: Sendable {
+        public var status: UInt
+        public var headers: [(String, String)]
+        public var body: Data
+
+        public func header(_ name: String) -> String? {
+            headers.first { $0.0.lowercased() == name.lowercased() }?.1
+        }
+    }
+
+    /// GETs `url` and reads at most `maxSize` bytes of body. Any status is returned; only transport failures
+    /// and oversize bodies throw.
+    public func get(_ url: String, maxSize: Int, headers: [(String, String)] = []) async throws -> Response {
+        if url.hasPrefix("file://") { return try readFileURL(url, maxSize: maxSize) }
+        var request = HTTPClientRequest(url: url)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: deadline)
+        } catch {
+            throw FerryError.failed("\(url): \(describe(error))")
+        }
+        var body = Data()
+        do {
+            for try await buffer in response.body {
+                body.append(contentsOf: buffer.readableBytesView)
+                if body.count > maxSize {
+                    throw FerryError.invalidArgument("\(url): response larger than \(maxSize) bytes")
+                }
+            }
+        } catch let error as FerryError {
+            throw error
+        } catch {
+            throw FerryError.failed("\(url): \(describe(error))")
+        }
+        return Response(status: response.status.code, headers: response.headers.map { ($0.name, $0.value) },
+                        body: body)
+    }
+
+    /// GETs a document: its body on 200, `nil` on 404, an error otherwise.
+    public func fetch(_ url: String, maxSize: Int, headers: [(String, String)] = []) async throws -> Data? {
+        let response = try await get(url, maxSize: maxSize, headers: headers)
+        switch response.status {
+        case 200: return response.body
+        case 404, 410: return nil
+        default: throw FerryError.failed("\(url): HTTP \(response.status)")
+        }
+    }
+
+    /// Downloads a blob into `path`, resuming a partial file already there, verifying size and digest as it
+    /// streams. On a digest or size mismatch the partial file is removed (its bytes are bad); on a transport
+    /// failure it is kept so the next attempt resumes. `received` reports new bytes.
+    public func download(_ url: String, descriptor: Descriptor, to path: String, headers: [(String, String)] = [],
+                         received: @Sendable (Int) -> Void = { _ in }) async throws {
+        var verifier = BlobVerifier(descriptor)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else { throw ioError("open \(path)") }
+        defer { close(fd) }
+        // Hash what an earlier attempt left, so the final check covers every byte.
+        var existing: Int64 = 0
+        do {
+            try BlobVerifier.streamPrefix(fd: fd, into: &verifier)
+            existing = verifier.received
+        } catch {
+            _ = ftruncate(fd, 0)
+            verifier = BlobVerifier(descriptor)
+        }
+        if existing == descriptor.size {
+            do {
+                try verifier.finish()
+                return
+            } catch {
+                _ = ftruncate(fd, 0)
+                _ = lseek(fd, 0, SEEK_SET)
+                verifier = BlobVerifier(descriptor)
+                existing = 0
+            }
+        }
+        if url.hasPrefix("file://") {
+            let data = try readFileURL(url, maxSize: Int(descriptor.size)).body
+            _ = ftruncate(fd, 0)
+            _ = lseek(fd, 0, SEEK_SET)
+            var fresh = BlobVerifier(descriptor)
+            try fresh.consume(data)
+            try writeAll(fd: fd, data: data, what: path)
+            try fresh.finish()
+            return
+        }
+        var request = HTTPClientRequest(url: url)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if existing > 0 { request.headers.add(name: "Range", value: "bytes=\(existing)-") }
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: deadline)
+        } catch {
+            throw FerryError.failed("\(url): \(describe(error))")
+        }
+        switch response.status.code {
+        case 206 where existing > 0:
+            break
+        case 200:
+            if existing > 0 {
+                // The server ignored the range: start over.
+                _ = ftruncate(fd, 0)
+                _ = lseek(fd, 0, SEEK_SET)
+                verifier = BlobVerifier(descriptor)
+            }
+        case 404, 410:
+            throw FerryError.failed("\(url): not found (HTTP \(response.status.code))")
+        default:
+            throw FerryError.failed("\(url): HTTP \(response.status.code)")
+        }
+        do {
+            for try await buffer in response.body {
+                try buffer.withUnsafeReadableBytes { raw in
+                    try verifier.consume(raw)
+                    try writeAll(fd: fd, data: raw, what: path)
+                }
+                received(buffer.readableBytes)
+            }
+        } catch let error as FerryError {
+            if error.code == .digestMismatch { _ = ftruncate(fd, 0) }
+            throw error.prefixed(url)
+        } catch {
+            throw FerryError.failed("\(url): \(describe(error))")
+        }
+        do {
+            try verifier.finish()
+        } catch let error as FerryError {
+            // Too short is resumable only if the connection ended early; a complete wrong blob is not.
+            if verifier.received == descriptor.size { _ = ftruncate(fd, 0) }
+            throw error.prefixed(url)
+        }
+        guard fsync(fd) == 0 else { throw ioError("fsync \(path)") }
+    }
+
+    private func readFileURL(_ url: String, maxSize: Int) throws -> Response {
+        guard let parsed = URL(string: url), parsed.isFileURL else { throw FerryError.invalidArgument("bad URL \(url)") }
+        let fd = open(parsed.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { return Response(status: 404, headers: [], body: Data()) }
+            throw ioError("open \(parsed.path)")
+        }
+        defer { close(fd) }
+        return Response(status: 200, headers: [], body: try readAll(fd: fd, maxSize: maxSize, what: url))
+    }
+}
+
+extension BlobVerifier {
+    /// Feeds a file's current contents (from offset 0) into `verifier`, leaving the offset at the end.
+    static func streamPrefix(fd: Int32, into verifier: inout BlobVerifier) throws {
+        _ = lseek(fd, 0, SEEK_SET)
+        let size = 1 << 20
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = read(fd, buffer.baseAddress, size)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ioError("read partial blob")
+            }
+            if n == 0 { return }
+            try verifier.consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        }
+    }
+}
+
+/// A short, readable reason for a transport error.
+func describe(_ error: Error) -> String {
+    if let error = error as? HTTPClientError {
+        switch error {
+        case .readTimeout: return "stalled: no data for the read timeout"
+        case .connectTimeout: return "connection timed out"
+        case .redirectLimitReached: return "too many redirects"
+        case .redirectCycleDetected: return "redirect loop"
+        case .remoteConnectionClosed: return "connection closed by the server"
+        case .deadlineExceeded: return "took too long"
+        default: return "\(error)"
+        }
+    }
+    let text = "\(error)"
+    if text.contains("connectionRefused") || text.contains("NIOConnectionError") { return "cannot connect (refused)" }
+    return text
+}

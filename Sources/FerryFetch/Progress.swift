@@ -1,0 +1,127 @@
+import FerryCore
+import Foundation
+
+/// Download and install progress for a person: a bar with bytes, rate and ETA on a terminal, plain lines
+/// otherwise (one when a step starts and one when it ends), nothing at all when quiet.
+public final class ProgressReporter: @unchecked Sendable {
+    public enum Style: Sendable { case bar, lines, quiet }
+
+    public let style: Style
+    private let lock = NSLock()
+    private var label = ""
+    private var total: UInt64 = 0
+    private var done: UInt64 = 0
+    private var started = Date()
+    private var lastDraw = Date.distantPast
+    private let output: FileHandle
+
+    public init(style: Style? = nil, output: FileHandle = .standardError) {
+        self.output = output
+        self.style = style ?? (isatty(output.fileDescriptor) != 0 ? .bar : .lines)
+    }
+
+    /// The current step's label; empty before the first step and after ``finish(_:)``.
+    public var currentLabel: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return label
+    }
+
+    /// Starts a step of `total` bytes.
+    public func begin(_ label: String, total: UInt64) {
+        lock.lock()
+        defer { lock.unlock() }
+        self.label = label
+        self.total = total
+        done = 0
+        started = Date()
+        lastDraw = .distantPast
+        if style == .lines { emit("\(label): \(ProgressReporter.bytes(total))\n") }
+    }
+
+    /// Adds `bytes` to the current step.
+    public func advance(_ bytes: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        done += UInt64(max(0, bytes))
+        draw(force: false)
+    }
+
+    /// Sets the current step's position (for progress reported by the helper).
+    public func update(done: UInt64, total: UInt64) {
+        lock.lock()
+        defer { lock.unlock() }
+        self.done = done
+        self.total = total
+        draw(force: false)
+    }
+
+    /// Ends the current step.
+    public func finish(_ message: String? = nil) {
+        lock.lock()
+        defer { lock.unlock() }
+        switch style {
+        case .bar:
+            draw(force: true)
+            emit("\n")
+            if let message { emit(message + "\n") }
+        case .lines:
+            let seconds = max(Date().timeIntervalSince(started), 0.001)
+            emit("\(label): done, \(ProgressReporter.bytes(done)) in \(String(format: "%.1f", seconds)) s\n")
+            if let message { emit(message + "\n") }
+        case .quiet:
+            break
+        }
+        label = ""
+    }
+
+    /// Prints a line between bars.
+    public func note(_ line: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        if style != .quiet { emit(line + "\n") }
+    }
+
+    private func draw(force: Bool) {
+        guard style == .bar else { return }
+        let now = Date()
+        guard force || now.timeIntervalSince(lastDraw) >= 0.1 else { return }
+        lastDraw = now
+        emit("\r\u{1B}[K" + ProgressReporter.line(label: label, done: done, total: total,
+                                                   elapsed: now.timeIntervalSince(started)))
+    }
+
+    private func emit(_ text: String) { output.write(Data(text.utf8)) }
+
+    /// `label [=====>    ]  45.2 MiB / 120.0 MiB  12.3 MiB/s  ETA 6s`
+    public static func line(label: String, done: UInt64, total: UInt64, elapsed: TimeInterval, width: Int = 24)
+        -> String
+    {
+        let fraction = total == 0 ? 1 : min(1, Double(done) / Double(total))
+        let filled = Int(fraction * Double(width))
+        let bar = String(repeating: "=", count: filled) + (filled < width ? ">" : "")
+            + String(repeating: " ", count: max(0, width - filled - 1))
+        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+        let eta: String
+        if done >= total {
+            eta = "done"
+        } else if rate > 0 {
+            eta = "ETA \(Int((Double(total - done) / rate).rounded(.up)))s"
+        } else {
+            eta = "ETA --"
+        }
+        return "\(label) [\(bar)] \(bytes(done)) / \(bytes(total))  \(bytes(UInt64(rate)))/s  \(eta)"
+    }
+
+    /// Human-readable bytes in binary units.
+    public static func bytes(_ n: UInt64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var value = Double(n)
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
+    }
+}

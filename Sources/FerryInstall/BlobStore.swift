@@ -1,0 +1,91 @@
+import FerryCore
+import Glibc
+import Foundation
+
+/// Verified, content-addressed blobs of one scope.
+///
+/// A blob enters only through ``ingest(_:from:progress:)``, which copies it once from the source while hashing
+/// and renames it into place only when size and digest match. Nothing is read from the source again afterwards:
+/// a user who swaps a staged file after the check changes nothing (the check and the copy are one read).
+public struct BlobStore: Sendable {
+    public let paths: InstallPaths
+
+    public init(paths: InstallPaths) { self.paths = paths }
+
+    public func path(_ digest: Digest) -> String { paths.blob(digest) }
+
+    public func contains(_ descriptor: Descriptor) -> Bool {
+        var st = stat()
+        return lstat(path(descriptor.digest), &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
+            && Int64(st.st_size) == descriptor.size
+    }
+
+    /// Copies a blob from `source` into the store, verifying it on the way. A blob already stored is kept.
+    public func ingest(_ descriptor: Descriptor, from source: ImageLayout,
+                       progress: (Int) -> Void = { _ in }) throws {
+        if contains(descriptor) {
+            progress(Int(descriptor.size))
+            return
+        }
+        let dir = "\(paths.blobs)/\(descriptor.digest.algorithm.rawValue)"
+        try makeDirectory(dir)
+        try makeDirectory(paths.tmp)
+        let tmp = "\(paths.tmp)/blob-\(getpid())-\(descriptor.digest.hex.prefix(16))-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else { throw ioError("create \(tmp)") }
+        var done = false
+        defer {
+            if !done { unlink(tmp) }
+        }
+        do {
+            defer { close(fd) }
+            try source.streamBlob(descriptor) { chunk in
+                try writeAll(fd: fd, data: chunk, what: tmp)
+                progress(chunk.count)
+            }
+            guard fsync(fd) == 0 else { throw ioError("fsync \(tmp)") }
+        }
+        guard rename(tmp, path(descriptor.digest)) == 0 else { throw ioError("rename \(tmp)") }
+        done = true
+    }
+
+    /// Reads a small stored blob whole.
+    public func read(_ descriptor: Descriptor, maxSize: Int) throws -> Data {
+        guard descriptor.size <= maxSize else {
+            throw FerryError.invalidArgument("blob \(descriptor.digest.short) exceeds \(maxSize) bytes")
+        }
+        let fd = Glibc.open(path(descriptor.digest), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw ioError("open blob \(descriptor.digest.short)") }
+        defer { close(fd) }
+        return try readAll(fd: fd, maxSize: maxSize, what: "blob \(descriptor.digest.short)")
+    }
+
+    /// Opens a stored blob for reading.
+    public func open(_ descriptor: Descriptor) throws -> Int32 {
+        let fd = Glibc.open(path(descriptor.digest), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw ioError("open blob \(descriptor.digest.short)") }
+        return fd
+    }
+
+    /// Removes every stored blob not in `keep`.
+    public func collectGarbage(keeping keep: Set<Digest>) {
+        for algorithm in [Digest.Algorithm.sha256, .sha512] {
+            let dir = "\(paths.blobs)/\(algorithm.rawValue)"
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+                guard let digest = try? Digest(algorithm: algorithm, hex: name), !keep.contains(digest) else { continue }
+                unlink("\(dir)/\(name)")
+            }
+        }
+    }
+}
+
+/// `mkdir -p` with mode 0755; errors keep their errno (so a full disk reports `NoSpace`).
+func makeDirectory(_ path: String) throws {
+    var current = path.hasPrefix("/") ? "" : "."
+    for part in path.split(separator: "/") {
+        current += "/" + part
+        if mkdir(current, 0o755) != 0 && errno != EEXIST {
+            throw ioError("create \(current)")
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import FerryCore
+import Foundation
+
+/// The on-disk layout of one install scope (DESIGN.md, "System state"); `--user` mirrors it.
+///
+/// ```
+/// blobs/sha256/<hex>                 verified blobs, content-addressed
+/// deploy/<ref>/<manifest-hex>/files/ extracted tree; beside it manifest.json, config.json, claim.json, signatures/
+/// installed/<ref>                    symlink to the active deployment, replaced by rename()
+/// exports/bin/, exports/share/       launchers and .desktop files
+/// state.json                         installed refs and timestamp records
+/// tuf/<remote>/                      trusted TUF metadata
+/// tmp/, locks/                       work in progress (swept at start) and lock files
+/// ```
+public struct InstallPaths: Sendable, Equatable {
+    public let root: String
+
+    public init(root: String) {
+        self.root = root.count > 1 && root.hasSuffix("/") ? String(root.dropLast()) : root
+    }
+
+    /// `PREFIX/var/lib/ferry`; PREFIX is `/` on a real system and a test directory under `--root`.
+    public static func system(prefix: String = "/") -> InstallPaths {
+        InstallPaths(root: joinPath(prefix, "var/lib/ferry"))
+    }
+
+    /// `$XDG_DATA_HOME/ferry`, defaulting to `~/.local/share/ferry`.
+    public static func user(environment: [String: String] = ProcessInfo.processInfo.environment) -> InstallPaths {
+        InstallPaths(root: XDG.dataHome(environment) + "/ferry")
+    }
+
+    public var blobs: String { root + "/blobs" }
+    public var deploy: String { root + "/deploy" }
+    public var installed: String { root + "/installed" }
+    public var exports: String { root + "/exports" }
+    public var exportsBin: String { root + "/exports/bin" }
+    public var exportsApplications: String { root + "/exports/share/applications" }
+    public var stateFile: String { root + "/state.json" }
+    public var tmp: String { root + "/tmp" }
+    public var locks: String { root + "/locks" }
+    public func tuf(_ remote: RemoteName) -> String { root + "/tuf/\(remote)" }
+
+    public func deployment(ref: Ref, digest: Digest) -> String { "\(deploy)/\(ref.string)/\(digest.hex)" }
+    public func installedLink(_ ref: Ref) -> String { "\(installed)/\(ref.string)" }
+    public func blob(_ digest: Digest) -> String { "\(blobs)/\(digest.algorithm.rawValue)/\(digest.hex)" }
+}
+
+/// XDG base directories (the XDG Base Directory Specification's defaults when unset or relative).
+public enum XDG {
+    public static func home(_ env: [String: String]) -> String {
+        if let home = env["HOME"], home.hasPrefix("/") { return home }
+        if let pw = getpwuid(getuid()), let dir = pw.pointee.pw_dir { return String(cString: dir) }
+        return "/"
+    }
+
+    private static func base(_ env: [String: String], _ key: String, _ fallback: String) -> String {
+        if let value = env[key], value.hasPrefix("/") { return value }
+        return home(env) + "/" + fallback
+    }
+
+    public static func dataHome(_ env: [String: String]) -> String { base(env, "XDG_DATA_HOME", ".local/share") }
+    public static func configHome(_ env: [String: String]) -> String { base(env, "XDG_CONFIG_HOME", ".config") }
+    public static func cacheHome(_ env: [String: String]) -> String { base(env, "XDG_CACHE_HOME", ".cache") }
+}
+
+/// Joins a prefix and a relative path without doubling slashes.
+public func joinPath(_ prefix: String, _ rest: String) -> String {
+    let p = prefix.hasSuffix("/") ? String(prefix.dropLast()) : prefix
+    return p + "/" + rest
+}

@@ -1,0 +1,7 @@
+import FerryCLI
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+exit(await Ferry.runMain())
