@@ -63,7 +63,7 @@ let package = Package(
         ),
         .executableTarget(name: "ferry", dependencies: ["FerryCLI"]),
         // Test-only: runs real tools (gpg, minisign, skopeo, the built binaries) and makes temp dirs.
-        .target(name: "FerryTestSupport"),
+        .target(name: "FerryTestSupport", dependencies: ["FerryCore"]),
         .executableTarget(
             name: "ferry-helper",
             dependencies: [

@@ -72,6 +72,12 @@ public final class LayerExtractor {
     /// (``FerryError/Code/digestMismatch`` otherwise, "layer diff_id mismatch").
     /// Memory stays bounded whatever the layer's size: data streams through 1 MiB buffers.
     public func apply(layerFD: Int32, compression: LayerCompression, diffID: Digest) throws -> ExtractionStats {
+        try LibArchive.withUTF8Locale {
+            try applyLayer(layerFD: layerFD, compression: compression, diffID: diffID)
+        }
+    }
+
+    private func applyLayer(layerFD: Int32, compression: LayerCompression, diffID: Digest) throws -> ExtractionStats {
         parentCache = nil
         defer { parentCache = nil }
         let stream = try DecompressedStream(
@@ -148,9 +154,10 @@ public final class LayerExtractor {
         let shown = EntryPath.shown(raw)
         let path = try EntryPath(raw, what: "entry", limits: limits)
         let type = reader.fileType
+        let hardlink = try reader.hardlink()
         if path.isRoot {
             // "./" is the target itself, which belongs to the caller.
-            guard type == LibArchive.directory, reader.hardlink == nil else {
+            guard type == LibArchive.directory, hardlink == nil else {
                 throw FerryError.unsafeArchive("entry \(shown) would replace the extraction root")
             }
             return
@@ -159,7 +166,7 @@ public final class LayerExtractor {
             try whiteout(path, shown: shown, layer: &layer)
             return
         }
-        if let link = reader.hardlink {
+        if let link = hardlink {
             try hardLink(path, to: link, shown: shown, layer: &layer)
             return
         }
@@ -472,9 +479,12 @@ struct EntryReader {
         return name
     }
 
-    var hardlink: String? {
+    func hardlink() throws -> String? {
         guard let raw = archive_entry_hardlink_utf8(entry) ?? archive_entry_hardlink(entry) else { return nil }
-        return String(validatingCString: raw) ?? String(cString: raw)
+        guard let target = String(validatingCString: raw) else {
+            throw FerryError.unsafeArchive("hard link target \(String(cString: raw).debugDescription) is not UTF-8")
+        }
+        return target
     }
 
     var symlink: String? {

@@ -39,6 +39,12 @@ public enum LayerWriter {
     /// Writes `directory` as a layer to `output` (created or truncated, mode 0644, fsynced).
     /// On error `output` is removed.
     public static func write(directory: String, to output: String, compression: LayerCompression) throws -> LayerInfo {
+        try LibArchive.withUTF8Locale { try writeLayer(directory: directory, to: output, compression: compression) }
+    }
+
+    private static func writeLayer(directory: String, to output: String, compression: LayerCompression) throws
+        -> LayerInfo
+    {
         let root = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard root >= 0 else {
             throw FerryError.invalidArgument("cannot open directory \(EntryPath.shown(directory)): \(errnoString())")
@@ -54,11 +60,10 @@ public enum LayerWriter {
             if !finished { unlink(output) }
         }
         let sink = try LayerSink(fd: fd, compression: compression)
+        // Before the descriptor closes: libarchive flushes on free, and must not write into a reused fd number.
+        defer { sink.abandon() }
         let tar = try sink.openTar()
-        defer { archive_write_free(tar) }
-        let tree = TreeWriter(tar: tar, sink: sink)
-        try tree.add(directory: rootDir, prefix: "")
-        guard archive_write_close(tar) == ARCHIVE_OK else { throw sink.failure(tar, "cannot finish tar") }
+        try TreeWriter(tar: tar, sink: sink).add(directory: rootDir, prefix: "")
         try sink.close()
         guard fsync(fd) == 0 else { throw FerryError.failed("cannot fsync \(EntryPath.shown(output)): \(errnoString())") }
         finished = true
@@ -70,7 +75,9 @@ public enum LayerWriter {
 /// and written to the file.
 final class LayerSink {
     private let fd: Int32
-    private let compressor: OpaquePointer?
+    private var compressor: OpaquePointer?
+    private var tar: OpaquePointer?
+    private var abandoned = false
     private(set) var uncompressed = DigestHasher(.sha256)
     private var compressed = DigestHasher(.sha256)
     /// The digest of the file: the compressed stream, or the tar itself when uncompressed.
@@ -114,13 +121,20 @@ final class LayerSink {
         }
         guard ok else {
             let message = LibArchive.errorMessage(archive)
-            archive_write_free(archive)
+            abandon()
             throw FerryError.failed("cannot set up \(compression.rawValue) compression: \(message)")
         }
     }
 
-    deinit {
+    deinit { abandon() }
+
+    /// Frees both archives without writing anything more (callbacks refuse from here on).
+    func abandon() {
+        abandoned = true
+        if let tar { archive_write_free(tar) }
         if let compressor { archive_write_free(compressor) }
+        tar = nil
+        compressor = nil
     }
 
     /// A pax-restricted tar writer whose output comes here.
@@ -132,18 +146,15 @@ final class LayerSink {
         ok = ok && archive_write_set_bytes_in_last_block(tar, 1) == ARCHIVE_OK
         let context = Unmanaged.passUnretained(self).toOpaque()
         ok = ok && archive_write_open(tar, context, nil, layerSinkWriteTar, nil) == ARCHIVE_OK
-        guard ok else {
-            let message = LibArchive.errorMessage(tar)
-            archive_write_free(tar)
-            throw FerryError.failed("cannot start tar: \(message)")
-        }
+        self.tar = tar
+        guard ok else { throw FerryError.failed("cannot start tar: \(LibArchive.errorMessage(tar))") }
         return tar
     }
 
-    /// Flushes the compressor.
+    /// Writes the tar's end and flushes the compressor. The digests and size are final afterwards.
     func close() throws {
-        guard let compressor else { return }
-        guard archive_write_close(compressor) == ARCHIVE_OK else {
+        if let tar, archive_write_close(tar) != ARCHIVE_OK { throw failure(tar, "cannot finish tar") }
+        if let compressor, archive_write_close(compressor) != ARCHIVE_OK {
             throw failure(compressor, "cannot finish compression")
         }
     }
@@ -153,6 +164,7 @@ final class LayerSink {
     }
 
     fileprivate func tarBytes(_ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+        if abandoned { return -1 }
         uncompressed.update(UnsafeRawBufferPointer(start: bytes, count: count))
         guard let compressor else { return fileBytes(bytes, count) }
         let n = archive_write_data(compressor, bytes, count)
@@ -164,6 +176,7 @@ final class LayerSink {
     }
 
     fileprivate func fileBytes(_ bytes: UnsafeRawPointer, _ count: Int) -> Int {
+        if abandoned { return -1 }
         if compressor != nil { compressed.update(UnsafeRawBufferPointer(start: bytes, count: count)) }
         if let err = writeFully(fd: fd, bytes: bytes, count: count) {
             if error == nil {

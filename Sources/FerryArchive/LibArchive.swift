@@ -1,4 +1,5 @@
 internal import CArchive
+import FerryCore
 
 #if canImport(Glibc)
     import Glibc
@@ -21,6 +22,23 @@ enum LibArchive {
     static let blockDevice: UInt32 = 0o060000
     static let fifo: UInt32 = 0o010000
     static let socket: UInt32 = 0o140000
+
+    /// Runs `body` with this thread's `LC_CTYPE` set to C.UTF-8 (`uselocale(3)`, thread-local, restored after).
+    ///
+    /// libarchive converts names between the locale's charset and the UTF-8 of pax headers; in the C locale
+    /// a non-ASCII name fails to convert (and libarchive 3.6 dereferences NULL writing one). Under C.UTF-8
+    /// names are UTF-8 on both sides and pass through unchanged.
+    static func withUTF8Locale<T>(_ body: () throws -> T) throws -> T {
+        guard let utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", nil) else {
+            throw FerryError.failed("the C.UTF-8 locale is not available: \(errnoString())")
+        }
+        let previous = uselocale(utf8)
+        defer {
+            uselocale(previous)
+            freelocale(utf8)
+        }
+        return try body()
+    }
 
     /// Bytes moved per read or write call: large chunks keep syscalls and libarchive overhead low.
     static let chunkSize = 1 << 20

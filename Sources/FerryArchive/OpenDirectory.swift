@@ -37,15 +37,15 @@ final class OpenDirectory {
         }
     }
 
-    /// Opens the subdirectory `name` (`O_DIRECTORY | O_NOFOLLOW`); `nil` with the errno when it fails.
+    /// Opens the subdirectory `name` (`O_DIRECTORY | O_NOFOLLOW`); the errno when it fails (`ELOOP` for a symlink).
     func openSubdirectory(_ name: String) -> Result<OpenDirectory, Errno> {
         let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         guard child >= 0 else { return .failure(Errno(code: errno)) }
         return .success(OpenDirectory(adopting: child))
     }
 
-    /// The names in this directory, without `.` and `..`, in no particular order.
-    /// Names that are not valid UTF-8 are returned as `nil` entries' count in `undecodable`.
+    /// The names in this directory, without `.` and `..`, in no particular order; names that are not valid
+    /// UTF-8 come back as bytes in `undecodable` (a String would not give the same bytes back to the kernel).
     func names() throws -> (names: [String], undecodable: [[UInt8]]) {
         let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
         guard copy >= 0, let dir = fdopendir(copy) else {

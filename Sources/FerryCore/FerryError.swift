@@ -49,7 +49,9 @@ public struct FerryError: Error, CustomStringConvertible, Equatable, Sendable {
     public static func failed(_ message: String) -> FerryError { FerryError(.failed, message) }
 
     /// Adds context in front of the message ("org.example.App: ..."), keeping the code.
+    /// Idempotent: a message that already starts with the context is left as it is.
     public func prefixed(_ context: String) -> FerryError {
-        FerryError(code, "\(context): \(message)")
+        if message.hasPrefix(context + ":") { return self }
+        return FerryError(code, "\(context): \(message)")
     }
 }

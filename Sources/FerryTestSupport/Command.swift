@@ -74,7 +74,8 @@ public final class TemporaryDirectory: @unchecked Sendable {
 
     public init(prefix: String = "f") throws {
         var template = Array("/tmp/\(prefix).XXXXXX".utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress) }) else {
+        guard let made = template.withUnsafeMutableBufferPointer({ buffer in buffer.baseAddress.flatMap { mkdtemp($0) } })
+        else {
             throw CocoaError(.fileWriteUnknown)
         }
         path = String(cString: made)

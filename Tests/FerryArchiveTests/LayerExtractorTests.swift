@@ -36,6 +36,14 @@ final class LayerExtractorTests: XCTestCase {
         XCTAssertEqual(try F.snapshot(fixture.root)["usr/share"]?.hasPrefix("mode=40755"), true)
     }
 
+    func testDotSlashPrefixesAndUnicodeNamesAreExtracted() throws {
+        let fixture = try LayerFixture()
+        try fixture.apply(try fixture.extractor(), try fixture.layer([
+            F.dir("./"), F.dir("./usr/"), F.file("./usr//caf\u{e9}-\u{65e5}\u{672c}"), F.file("usr/./plain"),
+        ]))
+        XCTAssertEqual(try fixture.rootNames(), ["usr", "usr/caf\u{e9}-\u{65e5}\u{672c}", "usr/plain"])
+    }
+
     func testWhiteoutRemovesLowerEntries() throws {
         let fixture = try LayerFixture()
         let extractor = try fixture.extractor()

@@ -44,12 +44,16 @@ final class LayerFixture {
     }
     static func special(_ name: String, _ type: String) -> [String: Any] { ["name": name, "type": type] }
 
-    /// Writes a tar of `entries` (in this order), compressed as asked; returns its path and its diff_id.
-    func layer(_ entries: [[String: Any]], compression: LayerCompression = .none) throws -> (path: String, diffID: Digest)
+    /// Writes a tar of `entries` (in this order; `format` "pax" or "gnu"), compressed as asked; returns its path
+    /// and its diff_id.
+    func layer(_ entries: [[String: Any]], compression: LayerCompression = .none, format: String = "pax") throws
+        -> (path: String, diffID: Digest)
     {
         counter += 1
         let output = tmp.file("layer\(counter)")
-        let spec: [String: Any] = ["output": output, "entries": entries, "compression": compression.rawValue]
+        let spec: [String: Any] = [
+            "output": output, "entries": entries, "compression": compression.rawValue, "format": format,
+        ]
         let input = try JSONSerialization.data(withJSONObject: spec)
         let result = try Command.check(["/usr/bin/python3", tmp.file("craft.py")], input: input)
         let hex = result.out.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -122,9 +126,15 @@ final class LayerFixture {
         import sys, json, tarfile, io, hashlib, subprocess, gzip
         spec = json.load(sys.stdin)
         buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        fmt = tarfile.GNU_FORMAT if spec.get("format") == "gnu" else tarfile.PAX_FORMAT
+        with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
             for e in spec["entries"]:
-                info = tarfile.TarInfo(e["name"])
+                name = e["name"]
+                if "nameHex" in e:
+                    name = bytes.fromhex(e["nameHex"]).decode("utf-8", "surrogateescape")
+                info = tarfile.TarInfo(name)
+                if "pax" in e:
+                    info.pax_headers = e["pax"]
                 info.mode = e.get("mode", 0o644)
                 info.uid = e.get("uid", 0)
                 info.gid = e.get("gid", 0)

@@ -16,7 +16,7 @@ final class UnsafeLayerTests: XCTestCase {
     /// Applies `layers` in order (all but the last must succeed) and asserts the last is refused with `code`
     /// and `fragment`; then that `outside/` is byte-for-byte as before.
     private func assertLastLayerRefused(
-        _ layers: [[[String: Any]]], _ code: FerryError.Code = .unsafeArchive, _ fragment: String,
+        _ layers: [[[String: Any]]], _ fragment: String, code: FerryError.Code = .unsafeArchive,
         limits: ExtractionLimits = .standard, file: StaticString = #filePath, line: UInt = #line
     ) throws -> LayerFixture {
         let fixture = try LayerFixture()
@@ -175,6 +175,31 @@ final class UnsafeLayerTests: XCTestCase {
     func testOpaqueWhiteoutThroughSymlinkIsRefused() throws {
         _ = try assertLastLayerRefused(
             [[F.symlink("evil", to: "../outside")], [F.file("evil/.wh..wh..opq", "")]], "parent \"evil\" is a symlink")
+    }
+
+    func testPaxPathOverrideWithDotDotIsRefused() throws {
+        // A pax "path" record replaces the innocent ustar name; the check must see the final name.
+        var entry = F.file("innocent", "pwned\n")
+        entry["pax"] = ["path": "../outside/x"]
+        _ = try assertLastLayerRefused([[entry]], "\"../outside/x\": path contains a '..' component")
+    }
+
+    func testGnuLongNameWithDotDotIsRefused() throws {
+        let fixture = try LayerFixture()
+        let before = try F.snapshot(fixture.outside)
+        let name = String(repeating: "d/", count: 60) + String(repeating: "../", count: 61) + "outside/x"
+        let layer = try fixture.layer([F.file(name, "pwned\n")], format: "gnu")
+        F.assertRefused(.unsafeArchive, "path contains a '..' component") {
+            try fixture.apply(try fixture.extractor(), layer)
+        }
+        XCTAssertEqual(try F.snapshot(fixture.outside), before)
+    }
+
+    func testNameThatIsNotUTF8IsRefused() throws {
+        var entry = F.file("unused")
+        entry["nameHex"] = "6361669f"  // "caf" + a lone continuation byte
+        let fixture = try assertLastLayerRefused([[entry]], "not UTF-8")
+        XCTAssertEqual(try fixture.rootNames(), [])
     }
 
     func testDiffIDMismatchIsRefused() throws {

@@ -1,0 +1,71 @@
+import FerryCore
+import FerryTestSupport
+import Foundation
+import XCTest
+
+/// One system under test: bus, polkitd, the helper as root (relocated), a publisher with signed releases on a
+/// static server, and the remote `demo` blessed by the administrator (a file in the relocated /etc/ferry).
+final class SystemFixture {
+    static let ref = "org.example.Hello/x86_64/stable"
+    let scratch: TemporaryDirectory
+    let testbed: Testbed
+    let publisher: Publisher
+    let server: StaticServer
+    var stateRoot: String { testbed.root + "/var/lib/ferry" }
+
+    init(startHelper: Bool = true) throws {
+        testbed = try Testbed()
+        scratch = try TemporaryDirectory(prefix: "fs")
+        chmod(scratch.path, 0o755)
+        publisher = try Publisher(in: scratch)
+        try publisher.publish(ref: SystemFixture.ref, version: "v1", timestamp: 1_700_000_000)
+        try publisher.saveIndex("v1")
+        server = try StaticServer(root: publisher.layout, scratch: scratch)
+        try blessRemote()
+        if startHelper { try testbed.startHelper() }
+    }
+
+    func blessRemote(name: String = "demo") throws {
+        let key = try Data(contentsOf: URL(fileURLWithPath: publisher.publicKey))
+        try testbed.writeSystemRemote(name: name, toml: "url = \"\(server.url)\"\n", keys: ["ed25519-1.pub": key])
+    }
+
+    func publishV2(timestamp: Int64 = 1_700_000_100) throws {
+        try publisher.publish(ref: SystemFixture.ref, version: "v2", timestamp: timestamp)
+        try publisher.saveIndex("v2")
+    }
+
+    /// `ferry ARGS` as `user`, with the testbed's bus and root.
+    @discardableResult
+    func agent(_ user: String, _ arguments: String...) throws -> CommandResult {
+        try testbed.agent(user, arguments)
+    }
+
+    /// The system state and configuration, for "nothing changed" checks (lock files excluded).
+    func snapshot() -> [String: String] {
+        TreeSnapshot.take(testbed.root, excluding: ["var/lib/ferry/locks"])
+    }
+
+    func installedRefs() throws -> String {
+        try Command.check(["/usr/bin/python3", Testbed.repositoryRoot() + "/scripts/test-dbus-client.py",
+                           testbed.busAddress, "list"]).out
+    }
+
+    /// Calls the helper directly with python3-dbus as `user` (an independent client).
+    func dbusClient(_ user: String, _ arguments: [String]) throws -> String {
+        try Command.run(["runuser", "-u", user, "--", "/usr/bin/python3",
+                         Testbed.repositoryRoot() + "/scripts/test-dbus-client.py", testbed.busAddress] + arguments)
+            .out.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func stop() {
+        server.stop()
+        testbed.stop()
+    }
+}
+
+func XCTAssertUnchanged(_ before: [String: String], _ after: [String: String], file: StaticString = #filePath,
+                        line: UInt = #line) {
+    let diff = TreeSnapshot.difference(before, after)
+    XCTAssertTrue(diff.isEmpty, "disk changed:\n" + diff.joined(separator: "\n"), file: file, line: line)
+}

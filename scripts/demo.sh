@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Ferry's demo: the whole story on one machine, cleaned up afterwards.
+# A publisher signs an app and serves it from a plain web server; an administrator blesses the remote once;
+# an unprivileged desktop user installs and updates it system-wide without a password; a replayed old release
+# is refused; the app runs. Needs root (it starts a private system bus, polkitd and the helper).
+set -euo pipefail
+BUILD=${1:-.build/debug}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+FERRY=$(readlink -f "$BUILD/ferry")
+HELPER=$(readlink -f "$BUILD/ferry-helper")
+REF=org.example.Hello/x86_64/stable
+DEMO_USER=ferry-demo
+[ "$(id -u)" = 0 ] || { echo "demo: run as root (it starts a private system bus, polkitd and ferry-helper)" >&2; exit 1; }
+
+T=$(mktemp -d /tmp/ferry-demo.XXXX)
+chmod 755 "$T"
+pids=()
+created_user=0
+installed_policy=0
+cleanup() {
+  set +e
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  [ -f "$T/bus.pid" ] && kill "$(cat "$T/bus.pid")" 2>/dev/null
+  rm -f /etc/polkit-1/rules.d/10-ferry-demo.rules
+  [ "$installed_policy" = 1 ] && rm -f /usr/share/polkit-1/actions/dev.ferry.policy
+  [ "$created_user" = 1 ] && userdel "$DEMO_USER" 2>/dev/null
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+as_user() {
+  runuser -u "$DEMO_USER" -- env -i HOME="$T/home" PATH=/usr/bin:/bin LANG=C.UTF-8 \
+    DBUS_SYSTEM_BUS_ADDRESS="$BUS" FERRY_SYSTEM_ROOT="$T/root" "$FERRY" "$@"
+}
+
+step "A private system bus, polkitd with Ferry's policy, and ferry-helper as root"
+mkdir -p "$T/system.d" "$T/root/etc/ferry/remotes.d" "$T/home"
+cp "$REPO/dbus/dev.ferry.Helper1.conf" "$T/system.d/"
+cat > "$T/bus.conf" <<XML
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=$T/bus</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <deny own="*"/>
+    <deny send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
+  </policy>
+  <includedir>/usr/share/dbus-1/system.d</includedir>
+  <includedir>$T/system.d</includedir>
+</busconfig>
+XML
+dbus-daemon --config-file="$T/bus.conf" --fork --print-pid=3 --print-address=4 3>"$T/bus.pid" 4>"$T/bus.address"
+BUS=$(cat "$T/bus.address")
+if ! cmp -s "$REPO/polkit/dev.ferry.policy" /usr/share/polkit-1/actions/dev.ferry.policy; then
+  install -m 0644 "$REPO/polkit/dev.ferry.policy" /usr/share/polkit-1/actions/dev.ferry.policy
+  installed_policy=1
+fi
+# The administrator's blessing: the desktop user may install and update from blessed remotes, no password.
+install -m 0644 /dev/stdin /etc/polkit-1/rules.d/10-ferry-demo.rules <<JS
+polkit.addRule(function(action, subject) {
+    if ((action.id == "dev.ferry.install" || action.id == "dev.ferry.update") && subject.user == "$DEMO_USER") {
+        return polkit.Result.YES;
+    }
+});
+JS
+# Started as root, polkitd switches to its own user itself.
+DBUS_SYSTEM_BUS_ADDRESS="$BUS" /usr/lib/polkit-1/polkitd --no-debug >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do busctl --address="$BUS" status org.freedesktop.PolicyKit1 >/dev/null 2>&1 && break; sleep 0.1; done
+"$HELPER" --root "$T/root" --bus-address "$BUS" --idle-timeout 0 >"$T/helper.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do busctl --address="$BUS" status dev.ferry.Helper1 >/dev/null 2>&1 && break; sleep 0.1; done
+echo "bus $BUS; helper pid ${pids[1]}; state under $T/root/var/lib/ferry"
+
+step "The publisher builds and signs Hello v1, and serves it from a plain web server"
+mkdir -p "$T/pub"
+minisign -G -W -p "$T/pub/minisign.pub" -s "$T/pub/minisign.key" >/dev/null
+make_app() {
+  rm -rf "$T/pub/app"; mkdir -p "$T/pub/app/bin" "$T/pub/app/share/applications"
+  printf '#!/bin/sh\necho "Hello from Ferry demo app %s"\n' "$1" > "$T/pub/app/bin/hello"
+  chmod 755 "$T/pub/app/bin/hello"
+  printf '[Desktop Entry]\nType=Application\nName=Hello\nExec=hello\n' > "$T/pub/app/share/applications/org.example.Hello.desktop"
+  "$FERRY" build "$T/pub/app" "$T/pub/layout" --ref "$REF" --command /bin/hello --compression zstd
+  "$FERRY" sign "$T/pub/layout" --ref "$REF" --ed25519-key "$T/pub/minisign.key" --timestamp "$2"
+}
+make_app v1 "$(($(date +%s) - 60))"
+cp "$T/pub/layout/index.json" "$T/pub/index-v1.json"
+/usr/bin/python3 "$REPO/scripts/test-http-server.py" --root "$T/pub/layout" --log "$T/http.log" > "$T/http.port" &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$T/http.port" ] && break; sleep 0.1; done
+URL="http://127.0.0.1:$(cut -d' ' -f2 "$T/http.port")"
+"$FERRY" verify "$T/pub/layout" --ref "$REF" --ed25519-key "$T/pub/minisign.pub"
+
+step "The administrator blesses the remote once (ConfigureRemote through the helper; polkit: admin)"
+FERRY_SYSTEM_ROOT="$T/root" DBUS_SYSTEM_BUS_ADDRESS="$BUS" \
+  "$FERRY" remote-add --system demo "$URL" --ed25519-key "$T/pub/minisign.pub" --no-interaction
+FERRY_SYSTEM_ROOT="$T/root" "$FERRY" remotes
+
+step "An unprivileged desktop user installs Hello system-wide, without a password"
+id "$DEMO_USER" >/dev/null 2>&1 || { useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$DEMO_USER"; created_user=1; }
+chown "$DEMO_USER" "$T/home"
+as_user install --system demo "$REF" --no-interaction
+as_user list --system
+as_user run "$REF"
+echo "deployment: $(stat -c '%U %A' "$T/root/var/lib/ferry/installed/$REF/files/bin/hello") files/bin/hello"
+
+step "The publisher releases v2; the user updates"
+make_app v2 "$(date +%s)"
+as_user update --system --no-interaction
+as_user run "$REF"
+
+step "A compromised mirror serves the signed v1 again: refused, v2 stays"
+cp "$T/pub/index-v1.json" "$T/pub/layout/index.json"
+if as_user update --system --no-interaction; then echo "demo: replayed v1 was accepted!" >&2; exit 1; fi
+as_user run "$REF"
+
+step "Done: the launcher and desktop entry the install exported"
+cat "$T/root/var/lib/ferry/exports/bin/org.example.Hello"
+echo
+echo "demo finished; cleaning up"
