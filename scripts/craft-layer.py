@@ -37,7 +37,7 @@ raw = buf.getvalue()
 digest = hashlib.sha256(raw).hexdigest()
 comp = spec.get("compression", "none")
 if comp == "gzip":
-    raw = gzip.compress(raw)
+    raw = gzip.compress(raw, mtime=0)
 elif comp == "zstd":
     raw = subprocess.run(["zstd", "-q", "-c"], input=raw, stdout=subprocess.PIPE, check=True).stdout
 with open(spec["output"], "wb") as f:

@@ -33,7 +33,8 @@ public struct ExtractionStats: Sendable, Equatable {
 /// names that are not UTF-8, paths over `maxPathLength`, files over `maxEntrySize`, totals over `maxTotalSize`,
 /// more than `maxEntries` entries, a compression other than the one declared.
 /// Neutralised without error: setuid, setgid and sticky bits on files (`mode & 0o777`), setgid on directories
-/// (`mode & 0o1777`), ownership in the archive (see ``Ownership``).
+/// (`mode & 0o1777`), ownership in the archive (see ``Ownership``); with `.root`, group and other write bits
+/// too, so no user can write inside a system deployment.
 ///
 /// Whiteouts follow the OCI image spec: `.wh.NAME` removes NAME as lower layers (earlier `apply` calls) left
 /// it, `.wh..wh..opq` in a directory removes everything lower layers put in it; neither touches what the
@@ -222,7 +223,8 @@ public final class LayerExtractor {
         stats.bytes += written
         try own(fd: fd, shown: shown)
         // Setuid, setgid and sticky bits are dropped: a setuid-root binary must not come out of an archive.
-        guard fchmod(fd, reader.permissions & 0o777) == 0 else { throw ioError("cannot chmod \(shown)", errno) }
+        let fileMode = ownership == .root ? reader.permissions & 0o755 : reader.permissions & 0o777
+        guard fchmod(fd, fileMode) == 0 else { throw ioError("cannot chmod \(shown)", errno) }
         var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2 /* UTIME_OMIT */), timespec(tv_sec: reader.mtime, tv_nsec: 0)]
         _ = futimens(fd, &times)
         layer.recordCreated(path)
@@ -335,7 +337,9 @@ public final class LayerExtractor {
         }
         for (path, mode) in layer.directoryModes {
             guard let dir = find(path) else { continue }
-            let final = ownership == .currentUser ? mode | 0o700 : mode
+            // A system deployment is writable by nobody but root: group and other write bits are dropped,
+            // so an image cannot hand users a directory inside root-owned software.
+            let final = ownership == .currentUser ? mode | 0o700 : mode & ~0o022
             guard fchmod(dir.fd, final) == 0 else { throw ioError("cannot chmod \(path.string)", errno) }
         }
     }

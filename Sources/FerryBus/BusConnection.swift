@@ -23,6 +23,7 @@ public final class BusConnection: @unchecked Sendable {
     private var subscriptions: [Int: SignalSubscriber] = [:]
     private var nextSubscriptionID = 0
     private var loopRunning = false
+    private var loopThread: pthread_t?
     private var stopRequested = false
     private var callsInFlight = 0
     private var lastActivity = monotonicMicroseconds()
@@ -128,19 +129,44 @@ public final class BusConnection: @unchecked Sendable {
         }
     }
 
+    /// Gives up the well-known `name` (`ReleaseName`); not owning it is not an error.
+    ///
+    /// An idle service releases its name before exiting and then drains what was already queued
+    /// (`run(idleTimeout:)` once more with a short timeout), so a call racing with the exit goes to the next
+    /// activated instance instead of being lost.
+    public func releaseName(_ name: String) throws {
+        _ = try call(
+            destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus",
+            member: "ReleaseName", arguments: [.string(name)])
+    }
+
     // MARK: - Calling methods
 
     /// Calls a method and waits for its reply (`sd_bus_message_new_method_call` + `sd_bus_call`).
     ///
     /// An error reply is thrown as ``BusError`` with the peer's name and message; no reply within `timeout`
     /// is `org.freedesktop.DBus.Error.Timeout` (or `NoReply`). File descriptors in the reply are duplicates
-    /// the caller owns. Blocks other users of this connection (including the loop) until the reply arrives;
-    /// use ``callAsync(destination:path:interface:member:arguments:timeout:completion:)`` from a loop callback.
+    /// the caller owns.
+    ///
+    /// While another thread runs the loop, the call is sent asynchronously and this thread waits for the loop
+    /// to deliver the reply, so a worker asking polkit (which may wait minutes for a password) does not stop
+    /// the loop from answering other calls. Without a running loop, or on the loop thread itself (from a
+    /// handler), it blocks the connection until the reply arrives: keep such calls short.
     public func call(
         destination: String?, path: String, interface: String?, member: String,
         arguments: [BusValue] = [], timeout: Duration = .seconds(25)
     ) throws -> [BusValue] {
-        try withBus { bus throws(BusError) in
+        if loopRunsOnAnotherThread {
+            let box = ResultBox()
+            try callAsync(
+                destination: destination, path: path, interface: interface, member: member,
+                arguments: arguments, timeout: timeout
+            ) { result in box.set(result) }
+            // sd-bus answers a timeout itself; the extra second only covers a loop that stopped meanwhile.
+            box.wait(atMost: timeout + .seconds(1))
+            return try box.get()
+        }
+        return try withBus { bus throws(BusError) in
             let message = try newMethodCall(bus, destination, path, interface, member, arguments)
             defer { sd_bus_message_unref(message) }
             var error = sd_bus_error(name: nil, message: nil, _need_free: 0)
@@ -186,28 +212,37 @@ public final class BusConnection: @unchecked Sendable {
 
     /// Calls a method and runs the loop on this thread until the reply arrives, so that signals (a helper's
     /// progress) reach their subscribers meanwhile. When another thread is running the loop already, this
-    /// thread just waits for that loop to deliver the reply.
+    /// thread just waits for that loop to deliver the reply. Calling it from a loop callback is an error
+    /// (the loop could never deliver the reply to itself).
     public func callProcessingEvents(
         destination: String?, path: String, interface: String?, member: String,
         arguments: [BusValue] = [], timeout: Duration = .seconds(25)
     ) throws -> [BusValue] {
+        lock.lock()
+        let onLoopThread = loopThread.map { pthread_equal($0, pthread_self()) != 0 } ?? false
+        let loopElsewhere = loopRunning && !onLoopThread
+        lock.unlock()
+        if onLoopThread { throw BusError.failed("cannot wait for a reply on the thread running the loop") }
+        if loopElsewhere {
+            return try call(
+                destination: destination, path: path, interface: interface, member: member,
+                arguments: arguments, timeout: timeout)
+        }
         let box = ResultBox()
         try callAsync(
             destination: destination, path: path, interface: interface, member: member,
             arguments: arguments, timeout: timeout
         ) { result in box.set(result) }
-        if isLoopRunning {
-            box.wait()
-        } else {
-            try run(until: { box.isSet })
-        }
+        try run(until: { box.isSet })
         return try box.get()
     }
 
-    private var isLoopRunning: Bool {
+    /// Whether a thread other than the current one is inside ``run(idleTimeout:until:)``.
+    private var loopRunsOnAnotherThread: Bool {
         lock.lock()
         defer { lock.unlock() }
-        return loopRunning
+        guard loopRunning, let loopThread else { return false }
+        return pthread_equal(loopThread, pthread_self()) == 0
     }
 
     private func newMethodCall(
@@ -445,11 +480,13 @@ public final class BusConnection: @unchecked Sendable {
             throw BusError.failed("the loop of this connection is already running on another thread")
         }
         loopRunning = true
+        loopThread = pthread_self()
         lastActivity = monotonicMicroseconds()
         lock.unlock()
         defer {
             lock.lock()
             loopRunning = false
+            loopThread = nil
             stopRequested = false
             lock.unlock()
         }
@@ -605,7 +642,9 @@ private final class ExportedObject {
               <method name="Introspect"><arg name="xml" type="s" direction="out"/></method>
              </interface>
              <interface name="org.freedesktop.DBus.Properties">
-              <method name="Get"><arg type="s" direction="in"/><arg type="s" direction="in"/><arg type="v" direction="out"/></method>
+              <method name="Get">
+               <arg type="s" direction="in"/><arg type="s" direction="in"/><arg type="v" direction="out"/>
+              </method>
               <method name="GetAll"><arg type="s" direction="in"/><arg type="a{sv}" direction="out"/></method>
              </interface>
 
@@ -656,16 +695,20 @@ private final class ResultBox: @unchecked Sendable {
         return result != nil
     }
 
-    func wait() {
+    func wait(atMost duration: Duration) {
+        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        let deadline = Date(timeIntervalSinceNow: seconds)
         condition.lock()
-        while result == nil { condition.wait() }
+        while result == nil, condition.wait(until: deadline) {}
         condition.unlock()
     }
 
     func get() throws -> [BusValue] {
         condition.lock()
         defer { condition.unlock() }
-        guard let result else { throw BusError(name: BusError.Names.noReply, message: "no reply received") }
+        guard let result else {
+            throw BusError(name: BusError.Names.noReply, message: "the loop delivered no reply in time")
+        }
         return try result.get()
     }
 }

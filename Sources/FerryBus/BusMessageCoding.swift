@@ -45,7 +45,10 @@ struct BusMessageReader {
 
     private func readBasic<T>(_ type: CChar, _ value: inout T) throws(BusError) {
         let r = withUnsafeMutablePointer(to: &value) { sd_bus_message_read_basic(message, type, $0) }
-        if r <= 0 { throw BusError.invalidArgs("cannot read value of type \(Character(Unicode.Scalar(UInt8(bitPattern: type))))") }
+        if r <= 0 {
+            throw BusError.invalidArgs(
+                "cannot read value of type \(Character(Unicode.Scalar(UInt8(bitPattern: type))))")
+        }
     }
 
     private func enter(_ type: CChar, _ contents: String) throws(BusError) {
@@ -167,7 +170,9 @@ struct BusMessageReader {
         while let (type, contents) = try peek() {
             guard type == typeCode("e"), let contents else { throw BusError.invalidArgs("malformed dictionary entry") }
             try enter(type, contents)
-            guard let (keyCode, keyContents) = try peek() else { throw BusError.invalidArgs("dictionary entry without key") }
+            guard let (keyCode, keyContents) = try peek() else {
+                throw BusError.invalidArgs("dictionary entry without key")
+            }
             let key = try read(keyCode, keyContents)
             guard let (valueCode, valueContents) = try peek() else {
                 throw BusError.invalidArgs("dictionary entry without value")

@@ -49,7 +49,8 @@ public struct PolkitAuthority: Sendable {
             let authorized = fields[0].boolValue, let challenge = fields[1].boolValue,
             let resultDetails = fields[2].stringDictionaryValue
         else {
-            throw BusError.invalidArgs("CheckAuthorization returned (\(BusValue.signature(of: reply))), not ((bba{ss}))")
+            throw BusError.invalidArgs(
+                "CheckAuthorization returned (\(BusValue.signature(of: reply))), not ((bba{ss}))")
         }
         return PolkitResult(isAuthorized: authorized, isChallenge: challenge, details: resultDetails)
     }

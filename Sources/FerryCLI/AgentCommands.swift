@@ -26,15 +26,13 @@ struct Agent {
                 installedDigest: Digest? = nil) async throws -> Result {
         let fetcher = context.fetcher(progress: progress)
         fetcher.sweep()
-        if let installedDigest {
-            let (descriptor, _, _, _) = try await fetcher.resolve(remote: remote, ref: ref)
-            if descriptor.digest == installedDigest { return .upToDate(installedDigest) }
-        }
+        let resolved = try await fetcher.resolve(remote: remote, ref: ref)
+        if let installedDigest, resolved.0.digest == installedDigest { return .upToDate(installedDigest) }
         let keys = try TrustedKeys(remote: remote)
         guard !keys.isEmpty else {
             throw FerryError.untrusted("remote \(remote.name) has no trusted keys; nothing can be verified")
         }
-        let staged = try await fetcher.stage(remote: remote, ref: ref) { descriptor, _, signatures in
+        let staged = try await fetcher.stage(remote: remote, ref: ref, resolved: resolved) { descriptor, _, signatures in
             // Checked before any layer is downloaded: a forged or mixed-up image costs no bandwidth.
             _ = try ClaimVerifier.verify(signatures, digest: descriptor.digest, identity: remote.identity(for: ref),
                                          keys: keys)

@@ -9,7 +9,8 @@ import Foundation
 /// ```
 /// ferry tuf --metadata-dir DIR init TRUSTED_ROOT
 /// ferry tuf --metadata-url URL --metadata-dir DIR refresh
-/// ferry tuf --metadata-url URL --metadata-dir DIR --target-name PATH... --target-base-url URL --target-dir DIR download
+/// ferry tuf --metadata-url URL --metadata-dir DIR --target-name PATH... --target-base-url URL \
+///     --target-dir DIR download
 /// ```
 /// Options come in any order. Exit status 0 on full success, 1 on any failure.
 public struct TUFCommand: AsyncParsableCommand {

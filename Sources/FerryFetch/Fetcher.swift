@@ -55,14 +55,18 @@ public final class Fetcher: Sendable {
     /// Downloads what `ref` needs into the cache and stages a layout for it.
     /// `verify` runs on the resolved manifest and signatures before any layer is downloaded (the agent checks
     /// signatures there, so a bad image costs no layer bandwidth).
-    public func stage(remote: Remote, ref: Ref,
+    /// `resolved` reuses what ``resolve(remote:ref:)`` returned, so the manifest is not fetched twice.
+    public func stage(remote: Remote, ref: Ref, resolved: (Descriptor, Manifest, Data, SignatureSet)? = nil,
                       verify: (Descriptor, Manifest, SignatureSet) throws -> Void = { _, _, _ in }) async throws
         -> StagedImage
     {
         let source = try remote.source(transport: transport)
-        let (descriptor, manifestData) = try await source.resolve(ref)
-        let manifest = try Manifest.parse(manifestData)
-        let signatures = try await source.signatures(ref: ref, digest: descriptor.digest)
+        let (descriptor, manifest, manifestData, signatures): (Descriptor, Manifest, Data, SignatureSet)
+        if let resolved {
+            (descriptor, manifest, manifestData, signatures) = resolved
+        } else {
+            (descriptor, manifest, manifestData, signatures) = try await resolve(remote: remote, ref: ref)
+        }
         try verify(descriptor, manifest, signatures)
 
         try FileManager.default.createDirectory(atPath: blobDirectory, withIntermediateDirectories: true)
@@ -107,7 +111,7 @@ public final class Fetcher: Sendable {
     private func fetchBlob(_ descriptor: Descriptor, ref: Ref, source: ImageSource) async throws {
         let partial = "\(partialDirectory)/\(descriptor.digest.hex)"
         var errors: [String] = []
-        for url in source.blobURLs(descriptor.digest, ref: ref) {
+        for url in transport.preferReachable(source.blobURLs(descriptor.digest, ref: ref)) {
             do {
                 let headers = try await source.headers(for: url, ref: ref)
                 try await transport.download(url, descriptor: descriptor, to: partial, headers: headers) { n in

@@ -18,7 +18,11 @@ public final class HTTPTransport: Sendable {
 
     public static let shared = HTTPTransport()
 
-    public init(stallTimeout: TimeAmount = .seconds(30), connectTimeout: TimeAmount = .seconds(10),
+    /// Origins that refused or timed out a connection during this run: tried last afterwards, so one dead
+    /// mirror costs one connect timeout, not one per request.
+    private let unreachable = UnreachableOrigins()
+
+    public init(stallTimeout: TimeAmount = .seconds(30), connectTimeout: TimeAmount = .seconds(5),
                 deadline: TimeAmount = .hours(6)) {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = HTTPClient.Configuration.Timeout(connect: connectTimeout, read: stallTimeout)
@@ -52,6 +56,7 @@ public final class HTTPTransport: Sendable {
         do {
             response = try await client.execute(request, timeout: deadline)
         } catch {
+            noteFailure(url, error)
             throw FerryError.failed("\(url): \(describe(error))")
         }
         var body = Data()
@@ -127,6 +132,7 @@ public final class HTTPTransport: Sendable {
         do {
             response = try await client.execute(request, timeout: deadline)
         } catch {
+            noteFailure(url, error)
             throw FerryError.failed("\(url): \(describe(error))")
         }
         switch response.status.code {
@@ -168,6 +174,22 @@ public final class HTTPTransport: Sendable {
         guard fsync(fd) == 0 else { throw ioError("fsync \(path)") }
     }
 
+    /// Orders URLs so that origins known to be unreachable come last (order is otherwise kept).
+    public func preferReachable(_ urls: [String]) -> [String] {
+        let good = urls.filter { !unreachable.contains(origin(of: $0)) }
+        return good + urls.filter { unreachable.contains(origin(of: $0)) }
+    }
+
+    private func noteFailure(_ url: String, _ error: Error) {
+        let text = describe(error)
+        if text.hasPrefix("cannot connect") || text == "connection timed out" { unreachable.insert(origin(of: url)) }
+    }
+
+    private func origin(of url: String) -> String {
+        guard let parsed = URL(string: url), let scheme = parsed.scheme, let host = parsed.host else { return url }
+        return "\(scheme)://\(host):\(parsed.port ?? -1)"
+    }
+
     private func readFileURL(_ url: String, maxSize: Int) throws -> Response {
         guard let parsed = URL(string: url), parsed.isFileURL else { throw FerryError.invalidArgument("bad URL \(url)") }
         let fd = open(parsed.path, O_RDONLY | O_CLOEXEC)
@@ -199,6 +221,23 @@ extension BlobVerifier {
     }
 }
 
+final class UnreachableOrigins: @unchecked Sendable {
+    private let lock = NSLock()
+    private var origins = Set<String>()
+
+    func insert(_ origin: String) {
+        lock.lock()
+        origins.insert(origin)
+        lock.unlock()
+    }
+
+    func contains(_ origin: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return origins.contains(origin)
+    }
+}
+
 /// A short, readable reason for a transport error.
 func describe(_ error: Error) -> String {
     if let error = error as? HTTPClientError {
@@ -213,6 +252,10 @@ func describe(_ error: Error) -> String {
         }
     }
     let text = "\(error)"
-    if text.contains("connectionRefused") || text.contains("NIOConnectionError") { return "cannot connect (refused)" }
+    if text.contains("connectionRefused") || text.contains("NIOConnectionError") || text.contains("connectTimeout")
+        || text.contains("Connection refused")
+    {
+        return "cannot connect (refused)"
+    }
     return text
 }

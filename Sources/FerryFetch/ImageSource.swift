@@ -61,9 +61,10 @@ func fetchSignatures(base: String, transport: HTTPTransport, headers: [(String, 
 
 /// Runs `body` against each base URL in order until one succeeds; the last error is thrown when all fail.
 /// A mirror needs no trust: whatever it returns is verified by the caller, and a bad answer moves on.
-func firstSuccess<T: Sendable>(_ bases: [String], _ body: (String) async throws -> T) async throws -> T {
+func firstSuccess<T: Sendable>(_ bases: [String], transport: HTTPTransport = .shared,
+                               _ body: (String) async throws -> T) async throws -> T {
     var lastError: Error = FerryError.failed("no URL to try")
-    for base in bases {
+    for base in transport.preferReachable(bases) {
         do {
             return try await body(base)
         } catch {
@@ -86,7 +87,7 @@ public struct LayoutSource: ImageSource {
     private func trimmed(_ base: String) -> String { base.hasSuffix("/") ? String(base.dropLast()) : base }
 
     private func index() async throws -> ImageIndex {
-        try await firstSuccess(remote.baseURLs) { base in
+        try await firstSuccess(remote.baseURLs, transport: transport) { base in
             guard let data = try await transport.fetch(trimmed(base) + "/index.json", maxSize: ImageIndex.maxSize)
             else { throw FerryError.failed("\(base): no index.json") }
             return try ImageIndex.parse(data)
@@ -112,7 +113,7 @@ public struct LayoutSource: ImageSource {
         guard descriptor.size <= Manifest.maxSize else {
             throw FerryError.invalidArgument("\(ref): manifest is \(descriptor.size) bytes; the limit is 4 MiB")
         }
-        let manifest = try await firstSuccess(remote.baseURLs) { base in
+        let manifest = try await firstSuccess(remote.baseURLs, transport: transport) { base in
             let url = trimmed(base) + "/" + ImageLayout.blobPath(descriptor.digest)
             guard let data = try await transport.fetch(url, maxSize: Int(descriptor.size)) else {
                 throw FerryError.failed("\(url): not found")
@@ -138,7 +139,7 @@ public struct LayoutSource: ImageSource {
             bases.insert(trimmed(lookaside) + "/" + path.dropFirst("signatures/".count), at: 0)
         }
         // The first base that has any signature wins; an empty answer from every base means unsigned.
-        for base in bases {
+        for base in transport.preferReachable(bases) {
             if let set = try? await fetchSignatures(base: base, transport: transport), !set.isEmpty { return set }
         }
         return SignatureSet()

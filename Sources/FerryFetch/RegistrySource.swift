@@ -91,7 +91,7 @@ public struct RegistrySource: ImageSource {
     }
 
     public func resolve(_ ref: Ref) async throws -> (descriptor: Descriptor, manifest: Data) {
-        try await firstSuccess(bases.map(\.origin)) { origin in
+        try await firstSuccess(bases.map(\.origin), transport: transport) { origin in
             guard let base = bases.first(where: { $0.origin == origin }) else { throw FerryError.failed("no base") }
             let tagURL = "\(base.origin)/v2/\(base.repository(ref))/manifests/\(ref.tag ?? "latest")"
             var (mediaType, data) = try await getManifest(tagURL, base: base, ref: ref)

@@ -21,11 +21,13 @@ public struct BlobStore: Sendable {
     }
 
     /// Copies a blob from `source` into the store, verifying it on the way. A blob already stored is kept.
+    /// Returns whether the blob is new (so a failed deploy can take back exactly what it added).
+    @discardableResult
     public func ingest(_ descriptor: Descriptor, from source: ImageLayout,
-                       progress: (Int) -> Void = { _ in }) throws {
+                       progress: (Int) -> Void = { _ in }) throws -> Bool {
         if contains(descriptor) {
             progress(Int(descriptor.size))
-            return
+            return false
         }
         let dir = "\(paths.blobs)/\(descriptor.digest.algorithm.rawValue)"
         try makeDirectory(dir)
@@ -47,6 +49,7 @@ public struct BlobStore: Sendable {
         }
         guard rename(tmp, path(descriptor.digest)) == 0 else { throw ioError("rename \(tmp)") }
         done = true
+        return true
     }
 
     /// Reads a small stored blob whole.
@@ -67,15 +70,46 @@ public struct BlobStore: Sendable {
         return fd
     }
 
-    /// Removes every stored blob not in `keep`.
+    /// Removes every stored blob not in `keep` and not pinned by a deploy in progress.
     public func collectGarbage(keeping keep: Set<Digest>) {
         for algorithm in [Digest.Algorithm.sha256, .sha512] {
             let dir = "\(paths.blobs)/\(algorithm.rawValue)"
             for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
-                guard let digest = try? Digest(algorithm: algorithm, hex: name), !keep.contains(digest) else { continue }
+                guard let digest = try? Digest(algorithm: algorithm, hex: name), !keep.contains(digest),
+                    !BlobPins.shared.isPinned(digest)
+                else { continue }
                 unlink("\(dir)/\(name)")
             }
         }
+    }
+}
+
+/// Blobs that deploys in this process are using: garbage collection by one deploy must not delete what a
+/// concurrent deploy of another ref has just copied and is about to extract.
+final class BlobPins: @unchecked Sendable {
+    static let shared = BlobPins()
+    private let lock = NSLock()
+    private var counts: [Digest: Int] = [:]
+
+    func pin(_ digests: [Digest]) {
+        lock.lock()
+        for d in digests { counts[d, default: 0] += 1 }
+        lock.unlock()
+    }
+
+    func unpin(_ digests: [Digest]) {
+        lock.lock()
+        for d in digests {
+            let n = (counts[d] ?? 1) - 1
+            counts[d] = n > 0 ? n : nil
+        }
+        lock.unlock()
+    }
+
+    func isPinned(_ digest: Digest) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return counts[digest] != nil
     }
 }
 

@@ -142,14 +142,35 @@ public final class Installer: @unchecked Sendable {
 
         // Copy: each blob once, hashed on the way, into root-owned (or the user's) storage.
         let descriptors = [plan.manifestDescriptor, plan.manifest.config] + plan.manifest.layers
+        let digests = descriptors.map(\.digest)
+        BlobPins.shared.pin(digests)
+        defer { BlobPins.shared.unpin(digests) }
+        var added: [Digest] = []
+        do {
+            return try copyExtractCommit(plan: plan, request: request, source: source, descriptors: descriptors,
+                                         target: target, added: &added, progress: progress)
+        } catch {
+            // Bad input loses nothing and leaves nothing: take back the blobs this deploy added.
+            BlobPins.shared.unpin(digests)
+            defer { BlobPins.shared.pin(digests) }
+            discard(added)
+            throw error
+        }
+    }
+
+    private func copyExtractCommit(
+        plan: DeployPlan, request: DeployRequest, source: ImageLayout, descriptors: [Descriptor], target: String,
+        added: inout [Digest], progress: (DeployPhase, UInt64, UInt64) -> Void
+    ) throws -> DeployOutcome {
         let total = UInt64(descriptors.reduce(Int64(0)) { $0 + $1.size })
         var copied: UInt64 = 0
         progress(.copy, 0, total)
         for descriptor in descriptors {
-            try blobs.ingest(descriptor, from: source) { n in
+            let isNew = try blobs.ingest(descriptor, from: source) { n in
                 copied += UInt64(n)
                 progress(.copy, copied, total)
             }
+            if isNew { added.append(descriptor.digest) }
         }
 
         // Verify: the config from our own copy; layer count against diff_ids.
@@ -174,6 +195,16 @@ public final class Installer: @unchecked Sendable {
         let outcome = try commit(plan: plan, target: target, config: config)
         progress(.commit, 1, 1)
         return outcome
+    }
+
+    /// Removes blobs a failed deploy added, unless state or another deploy in progress needs them.
+    private func discard(_ added: [Digest]) {
+        guard !added.isEmpty, let stateLock = try? FileLock(path: "\(paths.locks)/state.lock") else { return }
+        defer { stateLock.unlock() }
+        let referenced = (try? state()).map(referencedBlobs) ?? Set(added)
+        for digest in added where !referenced.contains(digest) && !BlobPins.shared.isPinned(digest) {
+            unlink(blobs.path(digest))
+        }
     }
 
     private func isCompleteDeployment(_ path: String) -> Bool {
@@ -271,11 +302,13 @@ public final class Installer: @unchecked Sendable {
             throw FerryError(.notInstalled, "\(ref) is not installed")
         }
         unlink(paths.installedLink(ref))
+        removeEmptyParents((paths.installedLink(ref) as NSString).deletingLastPathComponent, upTo: paths.installed)
         var exports = Exports(paths: paths)
         exports.remove(installation.exports ?? [])
         state.installed[ref.string] = nil
         try state.save(to: paths.stateFile, mode: stateMode)
         removeDeployments(of: ref, keeping: [])
+        removeEmptyParents("\(paths.deploy)/\(ref.string)", upTo: paths.deploy)
         collectGarbage(state)
     }
 
@@ -284,8 +317,10 @@ public final class Installer: @unchecked Sendable {
     /// Sweeps what an interrupted run left behind and makes state agree with the links on disk.
     /// Called at helper start and before each agent operation; safe to repeat.
     public func recover() throws {
-        try makeDirectory(paths.root)
-        try makeDirectory(paths.locks)
+        // The skeleton exists from the start, so a refused deploy leaves the tree exactly as it found it.
+        for dir in [paths.root, paths.locks, paths.tmp, paths.deploy, paths.installed, "\(paths.blobs)/sha256"] {
+            try makeDirectory(dir)
+        }
         let stateLock = try FileLock(path: "\(paths.locks)/state.lock")
         defer { stateLock.unlock() }
         sweepTemporary()
@@ -392,6 +427,11 @@ public final class Installer: @unchecked Sendable {
 
     /// Drops blobs no kept deployment needs.
     private func collectGarbage(_ state: InstallState) {
+        blobs.collectGarbage(keeping: referencedBlobs(state))
+    }
+
+    /// Every blob of the deployments state keeps (active and previous).
+    private func referencedBlobs(_ state: InstallState) -> Set<Digest> {
         var keep = Set<Digest>()
         for installation in state.installed.values {
             for deployment in [installation.deployment, installation.previous].compactMap({ $0 }) {
@@ -403,7 +443,16 @@ public final class Installer: @unchecked Sendable {
                 for layer in manifest.layers { keep.insert(layer.digest) }
             }
         }
-        blobs.collectGarbage(keeping: keep)
+        return keep
+    }
+
+    /// Removes now-empty directories from `path` up to (not including) `stop`.
+    private func removeEmptyParents(_ path: String, upTo stop: String) {
+        var current = path
+        while current.hasPrefix(stop + "/") {
+            guard rmdir(current) == 0 else { return }
+            current = (current as NSString).deletingLastPathComponent
+        }
     }
 }
 

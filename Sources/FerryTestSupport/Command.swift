@@ -15,36 +15,44 @@ public enum Command {
     @discardableResult
     public static func run(_ arguments: [String], environment: [String: String]? = nil, input: Data? = nil,
                            directory: String? = nil) throws -> CommandResult {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        if let environment {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        let out = try PipePair(), err = try PipePair()
+        let inPipe = input == nil ? nil : try PipePair()
+        var fds: [Int32: Int32] = [1: out.write, 2: err.write]
+        if let inPipe { fds[0] = inPipe.read }
+        let env = environment.map { ProcessInfo.processInfo.environment.merging($0) { _, new in new } }
+        let child = try Child(arguments, environment: env, fds: fds, directory: directory)
+        out.closeWrite()
+        err.closeWrite()
+        inPipe?.closeRead()
+        // Feed input and drain both outputs together, so a chatty child never blocks on a full pipe.
+        var pending = input ?? Data()
+        var stdout = Data(), stderr = Data()
+        var open: [Int32] = [out.read, err.read]
+        if let inPipe, pending.isEmpty { inPipe.closeWrite() }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while !open.isEmpty || (inPipe?.write ?? -1) >= 0 {
+            var polls = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            if let inPipe, inPipe.write >= 0 { polls.append(pollfd(fd: inPipe.write, events: Int16(POLLOUT), revents: 0)) }
+            if poll(&polls, nfds_t(polls.count), -1) < 0 {
+                if errno == EINTR { continue }
+                break
+            }
+            for p in polls where p.revents != 0 {
+                if p.fd == inPipe?.write {
+                    let n = pending.withUnsafeBytes { Glibc.write(p.fd, $0.baseAddress, min($0.count, 65536)) }
+                    if n > 0 { pending.removeFirst(n) }
+                    if n < 0 || pending.isEmpty { inPipe?.closeWrite() }
+                    continue
+                }
+                let n = buffer.withUnsafeMutableBytes { read(p.fd, $0.baseAddress, $0.count) }
+                if n > 0 {
+                    if p.fd == out.read { stdout.append(contentsOf: buffer[0..<n]) } else { stderr.append(contentsOf: buffer[0..<n]) }
+                } else if n == 0 || errno != EINTR {
+                    open.removeAll { $0 == p.fd }
+                }
+            }
         }
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        let outPipe = Pipe()
-        let errPipe = Pipe()
-        let inPipe = Pipe()
-        process.standardOutput = outPipe
-        process.standardError = errPipe
-        process.standardInput = input == nil ? FileHandle.nullDevice : inPipe
-        try process.run()
-        if let input {
-            inPipe.fileHandleForWriting.write(input)
-            try? inPipe.fileHandleForWriting.close()
-        }
-        // Read both pipes concurrently so a chatty child cannot deadlock on a full pipe.
-        nonisolated(unsafe) var errData = Data()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
-            errData = errPipe.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
-        }
-        let outData = outPipe.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
-        process.waitUntilExit()
-        return CommandResult(status: process.terminationStatus, stdout: outData, stderr: errData)
+        return CommandResult(status: child.wait(), stdout: stdout, stderr: stderr)
     }
 
     /// Runs and throws unless the status is 0.

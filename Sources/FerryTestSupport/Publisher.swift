@@ -63,6 +63,13 @@ public final class Publisher: @unchecked Sendable {
         _ = try Command.check(["cp", "\(directory)/index-\(name).json", layout + "/index.json"])
     }
 
+    /// The layer digests ("sha256:...") of the manifest `digest`.
+    public func layers(of digest: String) throws -> [String] {
+        let data = try Data(contentsOf: URL(fileURLWithPath: blobPath(digest)))
+        let manifest = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        return (manifest?["layers"] as? [[String: Any]] ?? []).compactMap { $0["digest"] as? String }
+    }
+
     /// The layout path of blob `digest` ("sha256:...").
     public func blobPath(_ digest: String) -> String {
         layout + "/blobs/" + digest.replacingOccurrences(of: ":", with: "/")

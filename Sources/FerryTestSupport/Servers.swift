@@ -7,26 +7,20 @@ public final class StaticServer: @unchecked Sendable {
     public let port: Int
     public let logPath: String
     public let faultsPath: String
-    private let process = Process()
+    private var child: Child?
 
     public init(root: String, scratch: TemporaryDirectory) throws {
         self.root = root
         logPath = scratch.file("http-\(UInt32.random(in: 0...UInt32.max)).log")
         faultsPath = logPath + ".faults.json"
         FileManager.default.createFile(atPath: logPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = [Testbed.repositoryRoot() + "/scripts/test-http-server.py", "--root", root,
-                             "--log", logPath, "--faults", faultsPath]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let out = try PipePair()
+        child = try Child(["/usr/bin/python3", Testbed.repositoryRoot() + "/scripts/test-http-server.py", "--root", root,
+                           "--log", logPath, "--faults", faultsPath], fds: [1: out.write])
+        out.closeWrite()
         var line = [UInt8]()
-        while true {
-            let byte = out.fileHandleForReading.readData(ofLength: 1)
-            guard let b = byte.first, b != 10 else { break }
-            line.append(b)
-        }
+        var byte: UInt8 = 0
+        while read(out.read, &byte, 1) == 1 && byte != 10 { line.append(byte) }
         guard let port = Int(String(decoding: line, as: UTF8.self).replacingOccurrences(of: "PORT ", with: "")) else {
             throw TestbedError("static server did not start")
         }
@@ -59,10 +53,7 @@ public final class StaticServer: @unchecked Sendable {
     public func clearLog() { try? Data().write(to: URL(fileURLWithPath: logPath)) }
 
     public func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+        child?.stop()
     }
 
     deinit { stop() }
@@ -71,7 +62,7 @@ public final class StaticServer: @unchecked Sendable {
 /// Debian's `docker-registry` (the CNCF distribution registry) on a free 127.0.0.1 port, storing in a temp dir.
 public final class Registry: @unchecked Sendable {
     public let port: Int
-    private let process = Process()
+    private var child: Child?
 
     public init(scratch: TemporaryDirectory) throws {
         port = try Registry.freePort()
@@ -90,11 +81,7 @@ public final class Registry: @unchecked Sendable {
               addr: 127.0.0.1:\(port)
             """
         try scratch.write("registry-\(port).yml", config)
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/docker-registry")
-        process.arguments = ["serve", scratch.file("registry-\(port).yml")]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        child = try Child(["/usr/bin/docker-registry", "serve", scratch.file("registry-\(port).yml")])
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
             if (try? Command.run(["curl", "-sf", "http://127.0.0.1:\(port)/v2/"]))?.status == 0 { return }
@@ -121,10 +108,7 @@ public final class Registry: @unchecked Sendable {
     }
 
     public func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+        child?.stop()
     }
 
     deinit { stop() }

@@ -22,8 +22,8 @@ public final class Testbed: @unchecked Sendable {
     public let root: String
     public private(set) var busAddress = ""
     private var busPID: pid_t = 0
-    private var polkitd: Process?
-    private var helper: Process?
+    private var polkitd: Child?
+    private var helper: Child?
     private var installedPolicy = false
     private let repository: String
 
@@ -131,15 +131,9 @@ public final class Testbed: @unchecked Sendable {
     }
 
     private func startPolkit() throws {
-        let process = Process()
         // Started as root, polkitd drops to its own user itself (as under systemd).
-        process.executableURL = URL(fileURLWithPath: "/usr/lib/polkit-1/polkitd")
-        process.arguments = ["--no-debug"]
-        process.environment = ["DBUS_SYSTEM_BUS_ADDRESS": busAddress, "PATH": "/usr/bin:/bin"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try process.run()
-        polkitd = process
+        polkitd = try Child(["/usr/lib/polkit-1/polkitd", "--no-debug"],
+                            environment: ["DBUS_SYSTEM_BUS_ADDRESS": busAddress, "PATH": "/usr/bin:/bin"])
         try waitForName("org.freedesktop.PolicyKit1")
     }
 
@@ -155,32 +149,26 @@ public final class Testbed: @unchecked Sendable {
     }
 
     /// Starts `ferry-helper --root ROOT` as root on the private bus and waits for its name.
-    public func startHelper(idleTimeout: Int = 0, extraEnvironment: [String: String] = [:]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: BuiltProducts.helper)
-        process.arguments = ["--root", root, "--idle-timeout", "\(idleTimeout)", "--bus-address", busAddress]
-        process.environment = ["PATH": "/usr/bin:/bin", "HOME": "/root"].merging(extraEnvironment) { _, new in new }
-        let log = FileHandle(forWritingAtPath: directory.file("helper.log")) ?? {
-            FileManager.default.createFile(atPath: directory.file("helper.log"), contents: nil)
-            return FileHandle(forWritingAtPath: directory.file("helper.log"))
-        }()
-        log?.seekToEndOfFile()
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        helper = process
+    /// `wrapper` runs in front of the helper (`unshare -n` to take its network away, for example).
+    public func startHelper(idleTimeout: Int = 0, extraEnvironment: [String: String] = [:], wrapper: [String] = [])
+        throws
+    {
+        let command = wrapper + [BuiltProducts.helper, "--root", root, "--idle-timeout", "\(idleTimeout)",
+                                 "--bus-address", busAddress]
+        let log = open(directory.file("helper.log"), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        defer { close(log) }
+        helper = try Child(command, environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root"]
+                            .merging(extraEnvironment) { _, new in new }, fds: [1: log, 2: log])
         try waitForName("dev.ferry.Helper1")
     }
 
-    public var helperPID: pid_t? { helper?.isRunning == true ? helper?.processIdentifier : nil }
+    public var helperPID: pid_t? { helper?.isRunning == true ? helper?.pid : nil }
     public var helperLog: String { (try? String(contentsOfFile: directory.file("helper.log"), encoding: .utf8)) ?? "" }
 
     /// Stops the helper: SIGTERM, or SIGKILL for crash tests.
     public func stopHelper(signal: Int32 = SIGTERM) {
-        guard let helper else { return }
-        if helper.isRunning { kill(helper.processIdentifier, signal) }
-        helper.waitUntilExit()
-        self.helper = nil
+        helper?.stop(signal: signal)
+        helper = nil
     }
 
     /// A home directory for `user` inside the testbed (cache, config and user installs live there).
@@ -217,10 +205,7 @@ public final class Testbed: @unchecked Sendable {
 
     public func stop() {
         stopHelper()
-        if let polkitd, polkitd.isRunning {
-            polkitd.terminate()
-            polkitd.waitUntilExit()
-        }
+        polkitd?.stop()
         polkitd = nil
         if busPID > 0 {
             kill(busPID, SIGTERM)

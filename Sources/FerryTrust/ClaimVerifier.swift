@@ -37,9 +37,14 @@ public enum ClaimVerifier {
     /// - Throws: `.untrusted` "no trusted keys" when `keys` is empty; `.signatureInvalid` "unsigned image" when
     ///   there is no signature; otherwise the most specific failure among the signatures (`.untrusted` for an
     ///   unknown signer, `.signatureInvalid` for a bad signature or an unacceptable claim: "signed for X, not Y",
-    ///   "signature is for digest …", "claim has no timestamp"). `.invalidArgument` for an unusable trusted key.
-    public static func verify(_ signatures: SignatureSet, digest: Digest, identity: String,
-                              keys: TrustedKeys) throws -> VerifiedClaim {
+    ///   "signature is for digest …", "claim has no timestamp"), or `.invalidArgument` for an unusable trusted GPG
+    ///   key file when no other signature verified.
+    public static func verify(
+        _ signatures: SignatureSet,
+        digest: Digest,
+        identity: String,
+        keys: TrustedKeys
+    ) throws -> VerifiedClaim {
         guard !keys.isEmpty else { throw FerryError.untrusted("no trusted keys") }
         guard !signatures.isEmpty else { throw FerryError.signatureInvalid("unsigned image") }
 
@@ -64,16 +69,33 @@ public enum ClaimVerifier {
             if keys.gpg.isEmpty {
                 note(.untrusted, FerryError.untrusted("GPG signature present, but no GPG keys are trusted"))
             } else {
-                try GPG.withLock {
-                    let keyring = try GPGKeyring(keys: keys.gpg)
+                GPG.withLock {
+                    let keyring: GPGKeyring
+                    do {
+                        keyring = try GPGKeyring(keys: keys.gpg)
+                    } catch let error as FerryError {
+                        // A broken GPG key file must not hide a good ed25519 signature; if nothing else verifies,
+                        // this configuration error is what the user needs to see.
+                        note(.untrusted, error)
+                        return
+                    } catch {
+                        note(.untrusted, FerryError.failed("\(error)"))
+                        return
+                    }
                     defer { keyring.close() }
                     for (index, message) in signatures.gpg.enumerated() {
                         let name = SignatureSet.gpgFileName(index + 1)
                         do {
                             let verification = try keyring.verify(message, maxContentSize: Claim.maxSize)
-                            consider(content: verification.content, signer: "gpg:" + verification.fingerprint, file: name)
+                            consider(
+                                content: verification.content,
+                                signer: "gpg:" + verification.fingerprint,
+                                file: name
+                            )
                         } catch let error as FerryError {
                             note(stage(of: error), error.prefixed(name))
+                        } catch {
+                            note(.malformed, FerryError.signatureInvalid("\(name): \(error)"))
                         }
                     }
                 }
@@ -91,12 +113,17 @@ public enum ClaimVerifier {
             } catch let error as FerryError {
                 note(.malformed, error.prefixed(name))
                 continue
+            } catch {
+                note(.malformed, FerryError.signatureInvalid("\(name): \(error)"))
+                continue
             }
             do {
                 _ = try signature.verify(pair.claim, keys: keys.ed25519)
                 consider(content: pair.claim, signer: "ed25519:" + signature.keyID, file: name)
             } catch let error as FerryError {
                 note(stage(of: error), error.prefixed(name))
+            } catch {
+                note(.malformed, FerryError.signatureInvalid("\(name): \(error)"))
             }
         }
 
@@ -114,8 +141,11 @@ public enum ClaimVerifier {
     }
 
     /// Checks a verified claim's content against what the caller expects.
-    private static func check(_ content: Data, digest: Digest,
-                              identity: String) throws -> (Claim, Int64) {
+    private static func check(
+        _ content: Data,
+        digest: Digest,
+        identity: String
+    ) throws -> (Claim, Int64) {
         let claim: Claim
         do {
             claim = try Claim(parsing: content)
@@ -123,16 +153,28 @@ public enum ClaimVerifier {
             throw ClaimFailure(stage: .badClaim, error: FerryError.signatureInvalid(error.message))
         }
         guard claim.digest == digest else {
-            throw ClaimFailure(stage: .wrongDigest, error: FerryError.signatureInvalid(
-                "signature is for digest \(claim.digest), not \(digest)"))
+            throw ClaimFailure(
+                stage: .wrongDigest,
+                error: FerryError.signatureInvalid(
+                    "signature is for digest \(claim.digest), not \(digest)"
+                )
+            )
         }
         guard claim.identity == identity else {
-            throw ClaimFailure(stage: .wrongIdentity, error: FerryError.signatureInvalid(
-                "signed for \(quoted(claim.identity)), not \(quoted(identity))"))
+            throw ClaimFailure(
+                stage: .wrongIdentity,
+                error: FerryError.signatureInvalid(
+                    "signed for \(quoted(claim.identity)), not \(quoted(identity))"
+                )
+            )
         }
         guard let timestamp = claim.timestamp else {
-            throw ClaimFailure(stage: .noTimestamp, error: FerryError.signatureInvalid(
-                "claim has no timestamp (needed to refuse downgrades)"))
+            throw ClaimFailure(
+                stage: .noTimestamp,
+                error: FerryError.signatureInvalid(
+                    "claim has no timestamp (needed to refuse downgrades)"
+                )
+            )
         }
         return (claim, timestamp)
     }

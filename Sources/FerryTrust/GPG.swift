@@ -57,8 +57,11 @@ public enum GPG {
     /// - Returns: the signed content and the signer's primary fingerprint.
     /// - Throws: `.untrusted` ("signed by unknown key <FPR>; trusted keys: …") when the signer is not among
     ///   `keys`; `.signatureInvalid` for a bad, truncated or garbage message; `.invalidArgument` for a bad key.
-    public static func verify(message: Data, keys: [Data],
-                              maxContentSize: Int = defaultMaxContentSize) throws -> GPGVerification {
+    public static func verify(
+        message: Data,
+        keys: [Data],
+        maxContentSize: Int = defaultMaxContentSize
+    ) throws -> GPGVerification {
         try withLock {
             let keyring = try GPGKeyring(keys: keys)
             defer { keyring.close() }
@@ -83,10 +86,14 @@ public enum GPG {
     /// passphrase through its usual pinentry if the key has one.
     /// - Throws: `.invalidArgument` for a malformed fingerprint or a key that is not there; `.failed` otherwise.
     public static func sign(_ content: Data, fingerprint: String, homeDirectory: String? = nil) throws -> Data {
-        let hexDigits = fingerprint.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x46)
-            || ($0 >= 0x61 && $0 <= 0x66) }
+        let hexDigits = fingerprint.utf8.allSatisfy {
+            ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x46)
+                || ($0 >= 0x61 && $0 <= 0x66)
+        }
         guard hexDigits, [16, 40, 64].contains(fingerprint.utf8.count) else {
-            throw FerryError.invalidArgument("malformed GPG key fingerprint \(String(fingerprint.prefix(80)).debugDescription)")
+            throw FerryError.invalidArgument(
+                "malformed GPG key fingerprint \(String(fingerprint.prefix(80)).debugDescription)"
+            )
         }
         return try withLock {
             try initializeLibrary()
@@ -96,8 +103,10 @@ public enum GPG {
             defer { gpgme_release(ctx) }
             try check(gpgme_set_protocol(ctx, GPGME_PROTOCOL_OpenPGP), "selecting OpenPGP")
             if let homeDirectory {
-                try check(gpgme_ctx_set_engine_info(ctx, GPGME_PROTOCOL_OpenPGP, nil, homeDirectory),
-                          "setting the GnuPG home")
+                try check(
+                    gpgme_ctx_set_engine_info(ctx, GPGME_PROTOCOL_OpenPGP, nil, homeDirectory),
+                    "setting the GnuPG home"
+                )
             }
             gpgme_set_armor(ctx, 0)
             var key: gpgme_key_t?

@@ -35,13 +35,15 @@ final class GPGKeyring {
             guard let ctx else { throw FerryError.failed("gpgme_new returned no context") }
             context = ctx
         } catch {
-            try? FileManager.default.removeItem(atPath: directory)
+            GPGKeyring.removeTree(directory)
             throw error
         }
         do {
             try GPG.check(gpgme_set_protocol(context, GPGME_PROTOCOL_OpenPGP), "selecting OpenPGP")
-            try GPG.check(gpgme_ctx_set_engine_info(context, GPGME_PROTOCOL_OpenPGP, nil, directory),
-                          "setting the GnuPG home")
+            try GPG.check(
+                gpgme_ctx_set_engine_info(context, GPGME_PROTOCOL_OpenPGP, nil, directory),
+                "setting the GnuPG home"
+            )
             gpgme_set_offline(context, 1)
             gpgme_set_armor(context, 0)
             for (index, key) in keys.enumerated() {
@@ -61,7 +63,34 @@ final class GPGKeyring {
         guard !closed else { return }
         closed = true
         gpgme_release(context)
-        try? FileManager.default.removeItem(atPath: directory)
+        GPGKeyring.removeTree(directory)
+    }
+
+    /// Removes the home even while a gpg that gpgme gave up on is still exiting: such a gpg drops its lock files
+    /// while we delete, which makes `FileManager.removeItem` stop half-way, so vanished entries are ignored and
+    /// the removal is retried for up to a second.
+    static func removeTree(_ path: String) {
+        for _ in 0..<50 {
+            removeContents(path)
+            if rmdir(path) == 0 || errno == ENOENT { return }
+            usleep(20_000)
+        }
+    }
+
+    private static func removeContents(_ path: String) {
+        guard let dir = opendir(path) else { return }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name == "." || name == ".." { continue }
+            let child = path + "/" + name
+            if unlink(child) != 0, errno == EISDIR || errno == EPERM {
+                removeContents(child)
+                rmdir(child)
+            }
+        }
     }
 
     private func importKey(_ key: Data, number: Int) throws {
@@ -145,7 +174,8 @@ final class GPGKeyring {
         }
         guard signatures.count == 1 else {
             throw FerryError.signatureInvalid(
-                "OpenPGP message carries \(signatures.count) signatures; exactly one is expected")
+                "OpenPGP message carries \(signatures.count) signatures; exactly one is expected"
+            )
         }
         let fingerprint = signature.pointee.fpr.map { String(cString: $0).uppercased() } ?? "(none)"
         let status = signature.pointee.status
@@ -198,21 +228,26 @@ final class GPGData {
     init(writingAtMost limit: Int) throws {
         let sink = Unmanaged.passRetained(Sink(limit: limit))
         let callbacks = UnsafeMutablePointer<gpgme_data_cbs>.allocate(capacity: 1)
-        callbacks.initialize(to: gpgme_data_cbs(
-            read: nil,
-            write: { handle, buffer, size in
-                guard let handle else { return -1 }
-                let sink = Unmanaged<Sink>.fromOpaque(handle).takeUnretainedValue()
-                guard sink.bytes.count + size <= sink.limit else {
-                    sink.overflowed = true
-                    errno = EFBIG
-                    return -1
-                }
-                if let buffer, size > 0 { sink.bytes.append(buffer.assumingMemoryBound(to: UInt8.self), count: size) }
-                return size
-            },
-            seek: nil,
-            release: nil))
+        callbacks.initialize(
+            to: gpgme_data_cbs(
+                read: nil,
+                write: { handle, buffer, size in
+                    guard let handle else { return -1 }
+                    let sink = Unmanaged<Sink>.fromOpaque(handle).takeUnretainedValue()
+                    guard sink.bytes.count + size <= sink.limit else {
+                        sink.overflowed = true
+                        errno = EFBIG
+                        return -1
+                    }
+                    if let buffer, size > 0 {
+                        sink.bytes.append(buffer.assumingMemoryBound(to: UInt8.self), count: size)
+                    }
+                    return size
+                },
+                seek: nil,
+                release: nil
+            )
+        )
         var dh: gpgme_data_t?
         let err = gpgme_data_new_from_cbs(&dh, callbacks, sink.toOpaque())
         self.callbacks = callbacks

@@ -21,8 +21,14 @@ enum LibSodium {
     static func blake2b(_ data: some ContiguousBytes, outputLength: Int = 64) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: outputLength)
         data.withUnsafeBytes { input in
-            _ = crypto_generichash(&out, outputLength, input.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                                   UInt64(input.count), nil, 0)
+            _ = crypto_generichash(
+                &out,
+                outputLength,
+                input.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                UInt64(input.count),
+                nil,
+                0
+            )
         }
         return out
     }
@@ -31,8 +37,12 @@ enum LibSodium {
     static func verify(signature: [UInt8], message: some ContiguousBytes, publicKey: [UInt8]) -> Bool {
         guard signature.count == signatureBytes, publicKey.count == publicKeyBytes, initialized else { return false }
         return message.withUnsafeBytes { input in
-            crypto_sign_verify_detached(signature, input.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                                        UInt64(input.count), publicKey) == 0
+            crypto_sign_verify_detached(
+                signature,
+                input.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                UInt64(input.count),
+                publicKey
+            ) == 0
         }
     }
 
@@ -40,11 +50,18 @@ enum LibSodium {
     /// The corresponding C function is `crypto_sign_detached`.
     static func sign(message: some ContiguousBytes, secretKey: [UInt8]) throws -> [UInt8] {
         try ensureInitialized()
-        guard secretKey.count == secretKeyBytes else { throw FerryError.invalidArgument("malformed ed25519 secret key") }
+        guard secretKey.count == secretKeyBytes else {
+            throw FerryError.invalidArgument("malformed ed25519 secret key")
+        }
         var signature = [UInt8](repeating: 0, count: signatureBytes)
         let status = message.withUnsafeBytes { input in
-            crypto_sign_detached(&signature, nil, input.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                                 UInt64(input.count), secretKey)
+            crypto_sign_detached(
+                &signature,
+                nil,
+                input.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                UInt64(input.count),
+                secretKey
+            )
         }
         guard status == 0 else { throw FerryError.failed("ed25519 signing failed") }
         return signature
@@ -83,16 +100,28 @@ enum LibSodium {
 
     /// scrypt key stream as minisign derives it. The corresponding C function is
     /// `crypto_pwhash_scryptsalsa208sha256`.
-    static func scryptStream(length: Int, password: String, salt: [UInt8], opsLimit: UInt64,
-                             memLimit: UInt64) throws -> [UInt8] {
+    static func scryptStream(
+        length: Int,
+        password: String,
+        salt: [UInt8],
+        opsLimit: UInt64,
+        memLimit: UInt64
+    ) throws -> [UInt8] {
         try ensureInitialized()
         var out = [UInt8](repeating: 0, count: length)
         // utf8CString ends in NUL, so even an empty password has a non-null pointer (the C parameter is nonnull).
         let passwordChars = Array(password.utf8CString)
         let status = passwordChars.withUnsafeBufferPointer { pw -> Int32 in
             guard let base = pw.baseAddress else { return -1 }
-            return crypto_pwhash_scryptsalsa208sha256(&out, UInt64(length), base, UInt64(pw.count - 1), salt,
-                                                      opsLimit, Int(memLimit))
+            return crypto_pwhash_scryptsalsa208sha256(
+                &out,
+                UInt64(length),
+                base,
+                UInt64(pw.count - 1),
+                salt,
+                opsLimit,
+                Int(memLimit)
+            )
         }
         guard status == 0 else {
             throw FerryError.failed("deriving the key from the password failed (out of memory?)")

@@ -30,7 +30,8 @@ public struct MinisignPublicKey: Sendable, Hashable, CustomStringConvertible {
             base64Line = lines[1]
         default:
             throw FerryError.invalidArgument(
-                "not a minisign public key (expected an \"untrusted comment:\" line and a base64 line)")
+                "not a minisign public key (expected an \"untrusted comment:\" line and a base64 line)"
+            )
         }
         guard let bytes = Minisign.decode(base64Line, count: MinisignPublicKey.encodedBytes) else {
             throw FerryError.invalidArgument("not a minisign public key (the key line is not 42 bytes of base64)")

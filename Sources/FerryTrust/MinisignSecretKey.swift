@@ -30,7 +30,8 @@ public struct MinisignSecretKey: Sendable {
         let lines = try Minisign.lines(text)
         guard lines.count == 2, Minisign.stripping(Minisign.untrustedPrefix, from: lines[0]) != nil else {
             throw FerryError.invalidArgument(
-                "not a minisign secret key (expected an \"untrusted comment:\" line and a base64 line)")
+                "not a minisign secret key (expected an \"untrusted comment:\" line and a base64 line)"
+            )
         }
         guard var bytes = Minisign.decode(lines[1], count: MinisignSecretKey.encodedBytes) else {
             throw FerryError.invalidArgument("not a minisign secret key (the key line is not 158 bytes of base64)")
@@ -54,11 +55,18 @@ public struct MinisignSecretKey: Sendable {
             guard opsLimit <= MinisignSecretKey.maxOpsLimit, memLimit <= MinisignSecretKey.maxMemLimit else {
                 throw FerryError.invalidArgument("minisign secret key asks for excessive scrypt parameters")
             }
-            let stream = try LibSodium.scryptStream(length: body.count, password: password, salt: salt,
-                                                    opsLimit: opsLimit, memLimit: memLimit)
+            let stream = try LibSodium.scryptStream(
+                length: body.count,
+                password: password,
+                salt: salt,
+                opsLimit: opsLimit,
+                memLimit: memLimit
+            )
             for (i, index) in body.enumerated() { bytes[index] ^= stream[i] }
-            let expected = MinisignSecretKey.checksum(keyNumber: Array(bytes[54..<62]),
-                                                      secretKey: Array(bytes[62..<126]))
+            let expected = MinisignSecretKey.checksum(
+                keyNumber: Array(bytes[54..<62]),
+                secretKey: Array(bytes[62..<126])
+            )
             guard LibSodium.constantTimeEqual(expected, Array(bytes[checksumRange])) else {
                 throw FerryError.invalidArgument("wrong password for the minisign secret key")
             }
@@ -66,8 +74,10 @@ public struct MinisignSecretKey: Sendable {
             // minisign -G -W leaves the checksum zero; other writers fill it in, and then it must match.
             let stored = Array(bytes[checksumRange])
             if stored.contains(where: { $0 != 0 }) {
-                let expected = MinisignSecretKey.checksum(keyNumber: Array(bytes[54..<62]),
-                                                          secretKey: Array(bytes[62..<126]))
+                let expected = MinisignSecretKey.checksum(
+                    keyNumber: Array(bytes[54..<62]),
+                    secretKey: Array(bytes[62..<126])
+                )
                 guard LibSodium.constantTimeEqual(expected, stored) else {
                     throw FerryError.invalidArgument("minisign secret key checksum mismatch (corrupted file)")
                 }
@@ -91,8 +101,10 @@ public struct MinisignSecretKey: Sendable {
     /// A new random key pair with a random key number, as `minisign -G` makes one.
     public static func generate() throws -> MinisignSecretKey {
         let pair = try LibSodium.generateKeyPair()
-        return MinisignSecretKey(keyNumber: try LibSodium.randomBytes(Minisign.keyNumberBytes),
-                                 secretKey: pair.secretKey)
+        return MinisignSecretKey(
+            keyNumber: try LibSodium.randomBytes(Minisign.keyNumberBytes),
+            secretKey: pair.secretKey
+        )
     }
 
     public var publicKey: MinisignPublicKey {
@@ -110,14 +122,23 @@ public struct MinisignSecretKey: Sendable {
 
     /// The password-encrypted secret key file as `minisign -G` writes it, with a fresh random salt.
     /// Lower `opsLimit`/`memLimit` make a faster (weaker) key; minisign reads whatever the file says.
-    public func encryptedFileText(password: String, opsLimit: UInt64 = defaultOpsLimit,
-                                  memLimit: UInt64 = defaultMemLimit) throws -> String {
+    public func encryptedFileText(
+        password: String,
+        opsLimit: UInt64 = defaultOpsLimit,
+        memLimit: UInt64 = defaultMemLimit
+    ) throws -> String {
         let salt = try LibSodium.randomBytes(32)
         var body = keyNumber + secretKey + MinisignSecretKey.checksum(keyNumber: keyNumber, secretKey: secretKey)
-        let stream = try LibSodium.scryptStream(length: body.count, password: password, salt: salt,
-                                                opsLimit: opsLimit, memLimit: memLimit)
+        let stream = try LibSodium.scryptStream(
+            length: body.count,
+            password: password,
+            salt: salt,
+            opsLimit: opsLimit,
+            memLimit: memLimit
+        )
         for i in body.indices { body[i] ^= stream[i] }
-        let bytes = Minisign.legacyAlgorithm + Minisign.scryptAlgorithm + Minisign.blake2Algorithm + salt
+        let bytes =
+            Minisign.legacyAlgorithm + Minisign.scryptAlgorithm + Minisign.blake2Algorithm + salt
             + littleEndianBytes(opsLimit) + littleEndianBytes(memLimit) + body
         return "\(Minisign.untrustedPrefix)minisign encrypted secret key\n\(Minisign.encode(bytes))\n"
     }
@@ -128,14 +149,22 @@ public struct MinisignSecretKey: Sendable {
     /// `false` signs the data itself with legacy algorithm `Ed` (`minisign -S -l`). The global signature covers
     /// the signature and the trusted comment, so the trusted comment cannot be altered.
     /// - Throws: `.invalidArgument` when a comment contains a line break or is too long for minisign.
-    public func sign(_ data: Data, trustedComment: String,
-                     untrustedComment: String = "signature from minisign secret key",
-                     prehashed: Bool = true) throws -> String {
-        try Minisign.checkComment(untrustedComment, maxBytes: Minisign.commentMaxBytes - Minisign.untrustedPrefix.utf8.count,
-                                  what: "untrusted comment")
-        try Minisign.checkComment(trustedComment,
-                                  maxBytes: Minisign.trustedCommentMaxBytes - Minisign.trustedPrefix.utf8.count,
-                                  what: "trusted comment")
+    public func sign(
+        _ data: Data,
+        trustedComment: String,
+        untrustedComment: String = "signature from minisign secret key",
+        prehashed: Bool = true
+    ) throws -> String {
+        try Minisign.checkComment(
+            untrustedComment,
+            maxBytes: Minisign.commentMaxBytes - Minisign.untrustedPrefix.utf8.count,
+            what: "untrusted comment"
+        )
+        try Minisign.checkComment(
+            trustedComment,
+            maxBytes: Minisign.trustedCommentMaxBytes - Minisign.trustedPrefix.utf8.count,
+            what: "trusted comment"
+        )
         let signature: [UInt8]
         if prehashed {
             signature = try LibSodium.sign(message: LibSodium.blake2b(data), secretKey: secretKey)

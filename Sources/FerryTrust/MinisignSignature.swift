@@ -50,7 +50,8 @@ public struct MinisignSignature: Sendable, Equatable {
         }
         guard let global = Minisign.decode(lines[3], count: LibSodium.signatureBytes) else {
             throw FerryError.signatureInvalid(
-                "malformed minisign signature (global signature line is not valid base64)")
+                "malformed minisign signature (global signature line is not valid base64)"
+            )
         }
         let algorithm = Array(bytes[0..<2])
         if algorithm == Minisign.prehashedAlgorithm {
@@ -102,11 +103,16 @@ public struct MinisignSignature: Sendable, Equatable {
         guard valid else {
             throw FerryError.signatureInvalid("minisign signature by key \(keyID) does not match the signed data")
         }
-        guard LibSodium.verify(signature: globalSignature, message: signature + trustedCommentBytes,
-                               publicKey: key.key)
+        guard
+            LibSodium.verify(
+                signature: globalSignature,
+                message: signature + trustedCommentBytes,
+                publicKey: key.key
+            )
         else {
             throw FerryError.signatureInvalid(
-                "minisign trusted comment signature by key \(keyID) is invalid (trusted comment altered)")
+                "minisign trusted comment signature by key \(keyID) is invalid (trusted comment altered)"
+            )
         }
         return trustedComment
     }

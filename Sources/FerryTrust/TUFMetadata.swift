@@ -430,8 +430,8 @@ struct TUFSuccinctRoles {
         let prefix = namePrefix + "-"
         guard name.hasPrefix(prefix) else { return false }
         let suffix = name.dropFirst(prefix.count)
-        guard suffix.count == suffixLength, suffix.utf8.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }),
-            let bin = UInt64(suffix, radix: 16)
+        let isLowerHex: (UInt8) -> Bool = { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
+        guard suffix.count == suffixLength, suffix.utf8.allSatisfy(isLowerHex), let bin = UInt64(suffix, radix: 16)
         else { return false }
         return bin < (UInt64(1) << bitLength)
     }

@@ -32,12 +32,19 @@ public enum TimestampPolicy {
     ///   or for the recorded timestamp with another digest (two different releases cannot share a timestamp);
     ///   `.downgrade` for an older claim without `allowDowngrade` (stops a mirror replaying an old, vulnerable
     ///   release).
-    public static func decide(newTimestamp: Int64, newDigest: Digest, recorded: (timestamp: Int64, digest: Digest)?,
-                              installed: Bool, now: Int64, allowDowngrade: Bool) throws -> Decision {
+    public static func decide(
+        newTimestamp: Int64,
+        newDigest: Digest,
+        recorded: (timestamp: Int64, digest: Digest)?,
+        installed: Bool,
+        now: Int64,
+        allowDowngrade: Bool
+    ) throws -> Decision {
         let (limit, overflow) = now.addingReportingOverflow(maxClockSkew)
         if !overflow, newTimestamp > limit {
             throw FerryError.signatureInvalid(
-                "claim timestamp \(describe(newTimestamp)) is more than 24 h in the future (local clock \(describe(now)))")
+                "claim timestamp \(describe(newTimestamp)) is more than 24 h in the future (local clock \(describe(now)))"
+            )
         }
         guard let recorded else { return installed ? .update : .install }
         if newTimestamp > recorded.timestamp { return installed ? .update : .install }
@@ -45,15 +52,18 @@ public enum TimestampPolicy {
             guard newDigest == recorded.digest else {
                 throw FerryError.signatureInvalid(
                     "same timestamp \(describe(newTimestamp)), different digest: \(newDigest.short) "
-                        + "vs recorded \(recorded.digest.short)")
+                        + "vs recorded \(recorded.digest.short)"
+                )
             }
             return installed ? .nothingToDo : .install
         }
         guard allowDowngrade else {
-            throw FerryError(.downgrade,
-                             "claim from \(describe(newTimestamp)) is older than the recorded "
-                                + "\(describe(recorded.timestamp)) (\(recorded.digest.short)); "
-                                + "use --allow-downgrade to install it anyway")
+            throw FerryError(
+                .downgrade,
+                "claim from \(describe(newTimestamp)) is older than the recorded "
+                    + "\(describe(recorded.timestamp)) (\(recorded.digest.short)); "
+                    + "use --allow-downgrade to install it anyway"
+            )
         }
         return .downgrade
     }

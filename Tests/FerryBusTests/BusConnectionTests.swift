@@ -36,7 +36,8 @@ final class BusConnectionTests: XCTestCase {
     }
 
     /// The test object: Echo returns its arguments, ReadFD reads the passed file, Slow answers from another
-    /// thread after 0.5 s, Hang answers only when the test ends, Whoami reports the caller, Progress emits signals.
+    /// thread after 0.5 s, Gate answers from another thread once the test opens the gate, Hang answers only
+    /// when the test ends, Whoami reports the caller, Progress and WorkerProgress emit signals.
     static func export(on connection: BusConnection, held: HeldCalls) throws {
         try connection.exportObject(
             path: path, interface: interface, properties: ["Version": .uint32(3)], introspectionXML: introspection
@@ -60,6 +61,37 @@ final class BusConnectionTests: XCTestCase {
             case "Slow":
                 DispatchQueue.global().asyncAfter(deadline: .now() + 0.5) {
                     call.reply([.string("slow done")])
+                }
+                return .deferred
+            case "Gate":
+                DispatchQueue.global().async {
+                    held.entered.signal()
+                    held.gate.wait()
+                    call.reply([.string("gate opened")])
+                }
+                return .deferred
+            case "WorkerProgress":
+                let emitter = connection
+                DispatchQueue.global().async {
+                    for step in 1...2 {
+                        try? emitter?.emitSignal(
+                            path: path, interface: interface, member: "Progress",
+                            arguments: [.string("worker"), .string("verify"), .uint64(UInt64(step)), .uint64(2)])
+                    }
+                    call.reply([])
+                }
+                return .deferred
+            case "Relay":
+                // A worker calling out through the service's own connection, here to this service's Gate.
+                let caller = connection
+                DispatchQueue.global().async {
+                    do {
+                        let relayed = try caller?.call(
+                            destination: name, path: path, interface: interface, member: "Gate")
+                        call.reply(relayed ?? [])
+                    } catch {
+                        call.replyError(error)
+                    }
                 }
                 return .deferred
             case "Hang":
@@ -109,7 +141,8 @@ final class BusConnectionTests: XCTestCase {
 
     func testEveryValueTypeRoundTrips() throws {
         let values: [BusValue] = [
-            .byte(0xFE), .bool(true), .bool(false), .int16(-7), .uint16(65000), .int32(-123_456), .uint32(4_000_000_000),
+            .byte(0xFE), .bool(true), .bool(false), .int16(-7), .uint16(65000), .int32(-123_456),
+            .uint32(4_000_000_000),
             .int64(-9_000_000_000), .uint64(.max), .double(3.25), .string("héllo\nworld"),
             .objectPath("/dev/ferry/Helper1"), .signature("a{sv}"),
             .stringArray(["a", "", "c"]), .bytes([0, 1, 2, 255]), .array(elementSignature: "(su)", []),
@@ -124,7 +157,7 @@ final class BusConnectionTests: XCTestCase {
                 elementSignature: "(sssst)",
                 [.structure([.string("r"), .string("m"), .string("sha256:00"), .string("/p"), .uint64(17)])]),
             .variant(.structure([.int32(1), .variant(.string("deep"))])),
-            .array(elementSignature: "aay", [.bytes([1]), .bytes([])]),
+            .array(elementSignature: "ay", [.bytes([1]), .bytes([])]),
         ]
         let connection = try client()
         let reply = try call(connection, "Echo", values)
@@ -183,7 +216,8 @@ final class BusConnectionTests: XCTestCase {
     func testWrongArgumentTypesAreInvalidArgs() throws {
         let error = busError { _ = try call(try client(), "ReadFD", [.string("not an fd")]) }
         XCTAssertEqual(error?.name, BusError.Names.invalidArgs)
-        XCTAssertTrue(error?.message.contains("expects arguments (h), got (s)") ?? false, "\(String(describing: error))")
+        XCTAssertTrue(
+            error?.message.contains("expects arguments (h), got (s)") ?? false, "\(String(describing: error))")
     }
 
     func testMismatchedArrayElementIsRefusedBeforeSending() throws {
@@ -219,7 +253,8 @@ final class BusConnectionTests: XCTestCase {
         let start = Date()
         let error = busError { _ = try call(try client(), "Hang", timeout: .milliseconds(300)) }
         XCTAssertTrue(
-            [BusError.Names.timeout, BusError.Names.noReply].contains(error?.name ?? ""), "\(String(describing: error))")
+            [BusError.Names.timeout, BusError.Names.noReply].contains(error?.name ?? ""), "\(String(describing: error))"
+        )
         XCTAssertLessThan(Date().timeIntervalSince(start), 3)
     }
 
@@ -232,23 +267,68 @@ final class BusConnectionTests: XCTestCase {
     // MARK: - Service behaviour
 
     func testDeferredReplyFromAnotherThreadWhileOtherCallsAreAnswered() throws {
-        let slowClient = try client()
-        let slowResult = LockedBox<Result<[BusValue], Error>>()
-        let slowDone = DispatchSemaphore(value: 0)
-        let started = Date()
+        let gateClient = try client()
+        let gateResult = LockedBox<Result<[BusValue], Error>>()
+        let gateDone = DispatchSemaphore(value: 0)
         Thread {
-            slowResult.set(Result { try slowClient.call(destination: Self.name, path: Self.path,
-                                                        interface: Self.interface, member: "Slow") })
-            slowDone.signal()
+            gateResult.set(
+                Result {
+                    try gateClient.call(
+                        destination: Self.name, path: Self.path,
+                        interface: Self.interface, member: "Gate")
+                })
+            gateDone.signal()
         }.start()
-        usleep(100_000)
-        let fastReply = try call(try client(), "Echo", [.string("fast")])
-        let fastElapsed = Date().timeIntervalSince(started)
-        XCTAssertEqual(fastReply, [.string("fast")])
-        XCTAssertLessThan(fastElapsed, 0.45, "Echo was answered while Slow was pending")
-        XCTAssertEqual(slowDone.wait(timeout: .now() + 5), .success)
-        XCTAssertEqual(try slowResult.get()?.get(), [.string("slow done")])
-        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(started), 0.5)
+        XCTAssertEqual(held.entered.wait(timeout: .now() + 5), .success, "the service received Gate")
+        XCTAssertEqual(try call(try client(), "Echo", [.string("meanwhile")]), [.string("meanwhile")])
+        XCTAssertNil(gateResult.get(), "Gate is still unanswered while Echo was answered")
+        held.gate.signal()
+        XCTAssertEqual(gateDone.wait(timeout: .now() + 5), .success)
+        XCTAssertEqual(try gateResult.get()?.get(), [.string("gate opened")])
+    }
+
+    func testWorkerCallingOutDoesNotStopTheLoop() throws {
+        let relayClient = try client()
+        let relayResult = LockedBox<Result<[BusValue], Error>>()
+        let relayDone = DispatchSemaphore(value: 0)
+        Thread {
+            relayResult.set(
+                Result {
+                    try relayClient.call(
+                        destination: Self.name, path: Self.path,
+                        interface: Self.interface, member: "Relay")
+                })
+            relayDone.signal()
+        }.start()
+        XCTAssertEqual(held.entered.wait(timeout: .now() + 5), .success, "the loop dispatched the worker's Gate call")
+        XCTAssertEqual(try call(try client(), "Echo", [.string("meanwhile")]), [.string("meanwhile")])
+        held.gate.signal()
+        XCTAssertEqual(relayDone.wait(timeout: .now() + 5), .success)
+        XCTAssertEqual(try relayResult.get()?.get(), [.string("gate opened")])
+    }
+
+    func testSignalsEmittedFromAWorkerThreadReachSubscriber() throws {
+        let connection = try client()
+        let received = LockedBox<[BusSignal]>()
+        let subscription = try connection.subscribe(sender: Self.name, member: "Progress") { signal in
+            received.update { $0 = ($0 ?? []) + [signal] }
+        }
+        defer { subscription.cancel() }
+        _ = try connection.callProcessingEvents(
+            destination: Self.name, path: Self.path, interface: Self.interface, member: "WorkerProgress")
+        XCTAssertEqual(received.get()?.map(\.arguments[2]), [.uint64(1), .uint64(2)])
+    }
+
+    func testLoopReturnsDisconnectedWhenTheBusGoesAway() throws {
+        let service = try XCTUnwrap(service)
+        bus?.stop()
+        XCTAssertEqual(try service.waitForExit(seconds: 5)?.get(), .disconnected)
+    }
+
+    func testSystemConnectionHonoursSystemBusAddress() throws {
+        setenv("DBUS_SYSTEM_BUS_ADDRESS", try XCTUnwrap(bus).address, 1)
+        defer { unsetenv("DBUS_SYSTEM_BUS_ADDRESS") }
+        XCTAssertEqual(try call(try BusConnection.system(), "Echo", [.uint32(1)]), [.uint32(1)])
     }
 
     func testSenderUIDAndUniqueNameComeFromTheBus() throws {
@@ -331,6 +411,14 @@ final class BusConnectionTests: XCTestCase {
         XCTAssertEqual(error?.name, BusError.Names.addressInUse)
     }
 
+    func testReleasedNameCanBeTakenByAnotherConnection() throws {
+        let first = try client()
+        try first.requestName("dev.ferry.Released")
+        try first.requestName("dev.ferry.Released")
+        try first.releaseName("dev.ferry.Released")
+        try client().requestName("dev.ferry.Released")
+    }
+
     func testIdleLoopReturnsOnlyAfterDeferredCallIsAnswered() throws {
         let bus = try XCTUnwrap(bus)
         let connection = try BusConnection(address: bus.address)
@@ -355,7 +443,8 @@ final class BusConnectionTests: XCTestCase {
             "busctl", "--address=\(address)", "call", Self.name, Self.path, Self.interface, "Echo",
             "sa{sv}", "hello", "1", "interactive", "b", "true",
         ])
-        XCTAssertEqual(echo.out.trimmingCharacters(in: .whitespacesAndNewlines), "sa{sv} \"hello\" 1 \"interactive\" b true")
+        XCTAssertEqual(
+            echo.out.trimmingCharacters(in: .whitespacesAndNewlines), "sa{sv} \"hello\" 1 \"interactive\" b true")
         let version = try Command.check([
             "busctl", "--address=\(address)", "get-property", Self.name, Self.path, Self.interface, "Version",
         ])
@@ -386,11 +475,13 @@ final class BusConnectionTests: XCTestCase {
             """
         let result = try Command.check(["/usr/bin/python3", "-c", script])
         let lines = result.out.split(separator: "\n").map(String.init)
-        XCTAssertEqual(lines, [
-            "from python",
-            "system-bus-name {dbus.String('name'): dbus.String(':1.7', variant_level=1)}",
-            "dev.ferry.Error.InvalidArgument",
-        ])
+        XCTAssertEqual(
+            lines,
+            [
+                "from python",
+                "system-bus-name {dbus.String('name'): dbus.String(':1.7', variant_level=1)}",
+                "dev.ferry.Error.InvalidArgument",
+            ])
     }
 }
 
@@ -405,7 +496,12 @@ final class HeldCalls: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// Signalled by the service when a Gate call arrived; the test signals `gate` to let it answer.
+    let entered = DispatchSemaphore(value: 0)
+    let gate = DispatchSemaphore(value: 0)
+
     func releaseAll() {
+        gate.signal()
         lock.lock()
         calls = []
         lock.unlock()

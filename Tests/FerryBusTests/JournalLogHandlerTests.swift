@@ -7,19 +7,23 @@ final class JournalLogHandlerTests: XCTestCase {
         let fields = JournalLogHandler.fields(
             level: .warning, message: "signature by unknown key", identifier: "ferry-helper",
             file: "FerryInstall/Installer.swift", function: "deploy(_:)", line: 42)
-        XCTAssertEqual(fields, [
-            "MESSAGE=signature by unknown key", "PRIORITY=4", "SYSLOG_IDENTIFIER=ferry-helper",
-            "CODE_FILE=FerryInstall/Installer.swift", "CODE_LINE=42", "CODE_FUNC=deploy(_:)",
-        ])
+        XCTAssertEqual(
+            fields,
+            [
+                "MESSAGE=signature by unknown key", "PRIORITY=4", "SYSLOG_IDENTIFIER=ferry-helper",
+                "CODE_FILE=FerryInstall/Installer.swift", "CODE_LINE=42", "CODE_FUNC=deploy(_:)",
+            ])
     }
 
     func testFerryMetadataBecomesFerryFields() {
         let fields = JournalLogHandler.fields(
             level: .info, message: "installed", identifier: "ferry-helper",
             metadata: ["ferry.remote": "main", "ref": "org.example.App/x86_64/stable", "digest": "sha256:ab"])
-        XCTAssertEqual(Array(fields.dropFirst(3)), [
-            "FERRY_DIGEST=sha256:ab", "FERRY_REMOTE=main", "FERRY_REF=org.example.App/x86_64/stable",
-        ])
+        XCTAssertEqual(
+            Array(fields.dropFirst(3)),
+            [
+                "FERRY_DIGEST=sha256:ab", "FERRY_REMOTE=main", "FERRY_REF=org.example.App/x86_64/stable",
+            ])
     }
 
     func testMetadataCannotOverrideMessageOrPriority() {
@@ -84,7 +88,8 @@ final class JournalLogHandlerTests: XCTestCase {
         XCTAssertTrue(FerryLogging.prefersJournal(environment: ["INVOCATION_ID": "0123abcd"]))
         XCTAssertFalse(FerryLogging.prefersJournal(environment: ["JOURNAL_STREAM": ""]))
         XCTAssertFalse(FerryLogging.prefersJournal(environment: [:]))
-        XCTAssertTrue(FerryLogging.makeHandler(identifier: "f", environment: ["INVOCATION_ID": "1"]) is JournalLogHandler)
+        XCTAssertTrue(
+            FerryLogging.makeHandler(identifier: "f", environment: ["INVOCATION_ID": "1"]) is JournalLogHandler)
         XCTAssertTrue(FerryLogging.makeHandler(identifier: "f", environment: [:]) is TerminalLogHandler)
     }
 }

@@ -105,8 +105,10 @@ final class PolkitAuthorityTests: XCTestCase {
         XCTFail("\(name) never appeared on the bus")
     }
 
-    private func check(_ action: String, busName: String? = nil, details: [String: String] = [:],
-                       interactive: Bool = false) throws -> PolkitResult {
+    private func check(
+        _ action: String, busName: String? = nil, details: [String: String] = [:],
+        interactive: Bool = false
+    ) throws -> PolkitResult {
         let authority = PolkitAuthority(connection: try XCTUnwrap(connection))
         return try authority.checkAuthorization(
             action: "\(Self.prefix).\(action)", busName: busName ?? nobodyName, details: details,

@@ -8,7 +8,9 @@ import Glibc
 final class PrivateBus: @unchecked Sendable {
     let directory: TemporaryDirectory
     let address: String
-    let pid: pid_t
+    private let daemon: ChildProcess
+
+    var pid: pid_t { daemon.process.processIdentifier }
 
     init() throws {
         directory = try TemporaryDirectory(prefix: "fb")
@@ -28,35 +30,20 @@ final class PrivateBus: @unchecked Sendable {
             </busconfig>
             """
         try directory.write("bus.conf", config)
-        try Command.check([
-            "sh", "-c",
-            "exec dbus-daemon --config-file=\(directory.file("bus.conf")) --fork --print-pid=3 --print-address=4"
-                + " 3>\(directory.file("pid")) 4>\(directory.file("address"))",
+        // A direct child (no --fork) so the test reaps it; the address line means it is listening.
+        daemon = try ChildProcess([
+            "dbus-daemon", "--config-file=\(directory.file("bus.conf"))", "--nofork", "--print-address=1",
         ])
-        let pidText = try String(contentsOfFile: directory.file("pid"), encoding: .utf8)
-        let addressText = try String(contentsOfFile: directory.file("address"), encoding: .utf8)
-        guard let pid = pid_t(pidText.trimmingCharacters(in: .whitespacesAndNewlines)) else {
-            throw BusError.failed("dbus-daemon printed no pid: \(pidText)")
+        address = daemon.firstLine()
+        guard address.hasPrefix("unix:") else {
+            daemon.stop()
+            throw BusError.failed("dbus-daemon printed no address")
         }
-        self.pid = pid
-        address = addressText.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// Terminates the daemon and waits (up to 2 s) until it is gone.
+    /// Terminates the daemon and waits for it.
     func stop() {
-        kill(pid, SIGTERM)
-        for _ in 0..<200 {
-            if kill(pid, 0) != 0 || PrivateBus.isZombie(pid) { return }
-            usleep(10_000)
-        }
-        kill(pid, SIGKILL)
-    }
-
-    static func isZombie(_ pid: pid_t) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return true }
-        return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+        daemon.stop()
     }
 }
 

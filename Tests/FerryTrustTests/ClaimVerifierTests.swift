@@ -33,8 +33,10 @@ final class ClaimVerifierTests: XCTestCase {
     private let digest = Digest.of(Data("manifest".utf8))
 
     private func keys(ed25519: Bool = true, gpg useGPG: Bool = false) throws -> TrustedKeys {
-        TrustedKeys(ed25519: ed25519 ? [try minisign().publicKey()] : [],
-                    gpg: useGPG ? [try gpg().publicKey(armored: true)] : [])
+        TrustedKeys(
+            ed25519: ed25519 ? [try minisign().publicKey()] : [],
+            gpg: useGPG ? [try gpg().publicKey(armored: true)] : []
+        )
     }
 
     private func minisigned(_ claim: Data, by keys: MinisignKeyFiles? = nil) throws -> SignatureSet.Ed25519Pair {
@@ -68,8 +70,10 @@ final class ClaimVerifierTests: XCTestCase {
     func testOneValidSignatureAmongBadOnesSuffices() throws {
         let claim = claimData(digest: digest, identity: identity, timestamp: 1_764_000_000)
         let stranger = try MinisignKeyFiles()
-        let set = SignatureSet(gpg: [Data("garbage".utf8)],
-                               ed25519: [try minisigned(claim, by: stranger), try minisigned(claim)])
+        let set = SignatureSet(
+            gpg: [Data("garbage".utf8)],
+            ed25519: [try minisigned(claim, by: stranger), try minisigned(claim)]
+        )
         let verified = try verify(set, keys: keys(ed25519: true, gpg: true))
         XCTAssertEqual(verified.signers, ["ed25519:" + (try minisign().publicKey().keyID)])
     }
@@ -82,6 +86,23 @@ final class ClaimVerifierTests: XCTestCase {
         let verified = try verify(set, keys: keys(ed25519: true, gpg: true))
         XCTAssertEqual(verified.timestamp, 100)
         XCTAssertEqual(verified.signers, ["gpg:" + home.fingerprint, "ed25519:" + (try minisign().publicKey().keyID)])
+    }
+
+    /// A corrupted GPG key file in the remote's configuration does not hide a good ed25519 signature.
+    func testBrokenGpgKeyDoesNotHideGoodEd25519Signature() throws {
+        let home = try gpg()
+        let claim = claimData(digest: digest, identity: identity)
+        let keys = TrustedKeys(ed25519: [try minisign().publicKey()], gpg: [Data("not a key".utf8)])
+        let set = SignatureSet(gpg: [try home.sign(claim)], ed25519: [try minisigned(claim)])
+        XCTAssertEqual(try verify(set, keys: keys).signers, ["ed25519:" + (try minisign().publicKey().keyID)])
+    }
+
+    func testBrokenGpgKeyIsReportedWhenNothingVerifies() throws {
+        let claim = claimData(digest: digest, identity: identity)
+        let keys = TrustedKeys(gpg: [Data("not a key".utf8)])
+        assertFerryError(.invalidArgument, "GPG key #1") {
+            try verify(SignatureSet(gpg: [gpg().sign(claim)]), keys: keys)
+        }
     }
 
     // MARK: refused
@@ -130,8 +151,10 @@ final class ClaimVerifierTests: XCTestCase {
     /// A claim swapped in after signing (a mirror serving another release's claim file beside this minisig).
     func testAlteredClaimIsRefused() throws {
         let pair = try minisigned(claimData(digest: digest, identity: identity, timestamp: 1))
-        let swapped = SignatureSet.Ed25519Pair(claim: claimData(digest: digest, identity: identity, timestamp: 2),
-                                               minisig: pair.minisig)
+        let swapped = SignatureSet.Ed25519Pair(
+            claim: claimData(digest: digest, identity: identity, timestamp: 2),
+            minisig: pair.minisig
+        )
         assertFerryError(.signatureInvalid, "does not match the signed data") {
             try verify(SignatureSet(ed25519: [swapped]), keys: keys())
         }
@@ -149,8 +172,10 @@ final class ClaimVerifierTests: XCTestCase {
     /// A genuine signature of another app (or tag) presented under this ref.
     func testClaimForAnotherIdentityIsRefused() throws {
         let claim = claimData(digest: digest, identity: "org.example.Other/x86_64/stable")
-        assertFerryError(.signatureInvalid,
-                         "signed for \"org.example.Other/x86_64/stable\", not \"org.example.App/x86_64/stable\"") {
+        assertFerryError(
+            .signatureInvalid,
+            "signed for \"org.example.Other/x86_64/stable\", not \"org.example.App/x86_64/stable\""
+        ) {
             try verify(SignatureSet(ed25519: [minisigned(claim)]), keys: keys())
         }
     }
@@ -172,18 +197,22 @@ final class ClaimVerifierTests: XCTestCase {
 
     /// A critical key we do not understand may restrict the signature in a way we would ignore.
     func testClaimWithUnknownCriticalKeyIsRefused() throws {
-        let claim = Data("""
+        let claim = Data(
+            """
             {"critical":{"type":"atomic container signature","image":{"docker-manifest-digest":"\(digest)"},\
             "identity":{"docker-reference":"\(identity)"},"expires":1},"optional":{"timestamp":1764000000}}
-            """.utf8)
+            """.utf8
+        )
         assertFerryError(.signatureInvalid, "unknown critical key") {
             try verify(SignatureSet(ed25519: [minisigned(claim)]), keys: keys())
         }
     }
 
     func testClaimOfWrongTypeIsRefused() throws {
-        let claim = Data(String(decoding: claimData(digest: digest, identity: identity), as: UTF8.self)
-            .replacingOccurrences(of: "atomic container signature", with: "cosign container image signature").utf8)
+        let claim = Data(
+            String(decoding: claimData(digest: digest, identity: identity), as: UTF8.self)
+                .replacingOccurrences(of: "atomic container signature", with: "cosign container image signature").utf8
+        )
         assertFerryError(.signatureInvalid, "claim type") {
             try verify(SignatureSet(ed25519: [minisigned(claim)]), keys: keys())
         }
@@ -191,8 +220,10 @@ final class ClaimVerifierTests: XCTestCase {
 
     func testGarbageSignaturesAreRefused() throws {
         let claim = claimData(digest: digest, identity: identity)
-        let set = SignatureSet(gpg: [Data("garbage".utf8)],
-                               ed25519: [SignatureSet.Ed25519Pair(claim: claim, minisig: Data("garbage".utf8))])
+        let set = SignatureSet(
+            gpg: [Data("garbage".utf8)],
+            ed25519: [SignatureSet.Ed25519Pair(claim: claim, minisig: Data("garbage".utf8))]
+        )
         assertFerryError(.signatureInvalid, "") { try verify(set, keys: keys(ed25519: true, gpg: true)) }
     }
 

@@ -1,8 +1,9 @@
 import FerryCore
 import FerryTestSupport
-@testable import FerryTrust
 import Foundation
 import XCTest
+
+@testable import FerryTrust
 
 /// OpenPGP signed messages, against `gpg` and `skopeo` as the peers.
 final class GPGTests: XCTestCase {
@@ -47,21 +48,27 @@ final class GPGTests: XCTestCase {
 
     func testArmoredSignedMessageVerifies() throws {
         let home = try trusted()
-        let result = try GPG.verify(message: home.sign(claim, extra: ["--armor"]), keys: [home.publicKey(armored: true)])
+        let result = try GPG.verify(
+            message: home.sign(claim, extra: ["--armor"]),
+            keys: [home.publicKey(armored: true)]
+        )
         XCTAssertEqual(result.content, claim)
     }
 
     func testSignatureVerifiesWhenSeveralKeysAreTrusted() throws {
         let home = try trusted()
-        let result = try GPG.verify(message: home.sign(claim),
-                                    keys: [other().publicKey(armored: true), home.publicKey(armored: false)])
+        let result = try GPG.verify(
+            message: home.sign(claim),
+            keys: [other().publicKey(armored: true), home.publicKey(armored: false)]
+        )
         XCTAssertEqual(result.fingerprint, home.fingerprint)
     }
 
     func testSignatureByUntrustedKeyIsRefusedAsUntrusted() throws {
         let home = try trusted()
         let mallory = try other()
-        assertFerryError(.untrusted, "signed by unknown key \(mallory.fingerprint); trusted keys: \(home.fingerprint)") {
+        assertFerryError(.untrusted, "signed by unknown key \(mallory.fingerprint); trusted keys: \(home.fingerprint)")
+        {
             try GPG.verify(message: mallory.sign(claim), keys: [home.publicKey(armored: true)])
         }
     }
@@ -74,7 +81,8 @@ final class GPGTests: XCTestCase {
             return XCTFail("claim not found in the uncompressed message")
         }
         message[range.lowerBound] ^= 0x20
-        assertFerryError(.signatureInvalid, "bad GPG signature by key \(home.fingerprint)") {
+        // Without VALIDSIG gpg names the signing key by its 16-digit key id (the fingerprint's tail).
+        assertFerryError(.signatureInvalid, "bad GPG signature by key \(home.fingerprint.suffix(16))") {
             try GPG.verify(message: message, keys: [home.publicKey(armored: true)])
         }
     }
@@ -83,7 +91,9 @@ final class GPGTests: XCTestCase {
         let home = try trusted()
         var message = try home.sign(claim)
         message[message.count / 2] ^= 0xff
-        assertFerryError(.signatureInvalid, "") { try GPG.verify(message: message, keys: [home.publicKey(armored: true)]) }
+        assertFerryError(.signatureInvalid, "") {
+            try GPG.verify(message: message, keys: [home.publicKey(armored: true)])
+        }
     }
 
     func testTruncatedMessageIsRefused() throws {
@@ -116,6 +126,28 @@ final class GPGTests: XCTestCase {
         }
     }
 
+    /// containers/image accepts exactly one signature per message; so does Ferry.
+    func testMessageWithTwoSignaturesIsRefused() throws {
+        let home = try GPGHome(name: "First", email: "first@example.org")
+        try home.gpg([
+            "--pinentry-mode", "loopback", "--passphrase", "", "--quick-generate-key", "Second <second@example.org>",
+            "ed25519", "sign", "never",
+        ])
+        let listing = try home.gpg(["--with-colons", "--list-keys"]).out
+        let fingerprints = listing.split(separator: "\n").filter { $0.hasPrefix("fpr:") }
+            .compactMap { $0.split(separator: ":", omittingEmptySubsequences: false).dropFirst(9).first }
+            .map(String.init)
+        guard let second = fingerprints.first(where: { $0 != home.fingerprint }) else {
+            return XCTFail("second key not found in \(listing)")
+        }
+        let signed = try home.gpg(
+            ["--sign", "--local-user", home.fingerprint, "--local-user", second, "--output", "-"],
+            input: claim
+        ).stdout
+        let keys = try home.gpg(["--export", "--armor"]).stdout
+        assertFerryError(.signatureInvalid, "carries 2 signatures") { try GPG.verify(message: signed, keys: [keys]) }
+    }
+
     /// A compression bomb: a tiny message whose content expands past the cap is stopped while gpg writes it.
     func testOversizedContentIsRefused() throws {
         let home = try trusted()
@@ -130,8 +162,10 @@ final class GPGTests: XCTestCase {
     func testFingerprintsOfArmoredAndBinaryKeys() throws {
         let home = try trusted()
         let mallory = try other()
-        XCTAssertEqual(try GPG.fingerprints(of: [home.publicKey(armored: true), mallory.publicKey(armored: false)]),
-                       [home.fingerprint, mallory.fingerprint])
+        XCTAssertEqual(
+            try GPG.fingerprints(of: [home.publicKey(armored: true), mallory.publicKey(armored: false)]),
+            [home.fingerprint, mallory.fingerprint]
+        )
     }
 
     func testGarbageKeyFileIsRefused() {
@@ -159,15 +193,23 @@ final class GPGTests: XCTestCase {
     // MARK: skopeo and gpg as peers
 
     private func manifest() -> Data {
-        Data(#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#.utf8)
+        Data(
+            #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#
+                .utf8
+        )
     }
 
     func testSkopeoStandaloneSignatureVerifies() throws {
         let home = try trusted()
         let dir = try TemporaryDirectory(prefix: "sk")
         try manifest().write(to: URL(fileURLWithPath: dir.file("manifest.json")))
-        try Command.check(["skopeo", "standalone-sign", dir.file("manifest.json"), "localhost:5000/ns/app:1.0",
-                           home.fingerprint, "--output", dir.file("signature-1")], environment: home.environment)
+        try Command.check(
+            [
+                "skopeo", "standalone-sign", dir.file("manifest.json"), "localhost:5000/ns/app:1.0",
+                home.fingerprint, "--output", dir.file("signature-1"),
+            ],
+            environment: home.environment
+        )
         let message = try Data(contentsOf: URL(fileURLWithPath: dir.file("signature-1")))
         let result = try GPG.verify(message: message, keys: [home.publicKey(armored: false)])
         XCTAssertEqual(result.fingerprint, home.fingerprint)
@@ -195,9 +237,13 @@ final class GPGTests: XCTestCase {
         let dir = try TemporaryDirectory(prefix: "sk")
         try manifest().write(to: URL(fileURLWithPath: dir.file("manifest.json")))
         try signed.write(to: URL(fileURLWithPath: dir.file("signature-1")))
-        let result = try Command.check(["skopeo", "standalone-verify", dir.file("manifest.json"),
-                                        "localhost:5000/ns/app:1.0", home.fingerprint, dir.file("signature-1")],
-                                       environment: home.environment)
+        let result = try Command.check(
+            [
+                "skopeo", "standalone-verify", dir.file("manifest.json"),
+                "localhost:5000/ns/app:1.0", home.fingerprint, dir.file("signature-1"),
+            ],
+            environment: home.environment
+        )
         XCTAssertTrue(result.out.contains("Signature verified"), result.out)
     }
 

@@ -58,23 +58,40 @@ final class MinisignTests: XCTestCase {
     /// with fgets from stdin when no terminal is attached). Deriving the key costs a few seconds (1 GiB scrypt).
     func testPasswordEncryptedSecretKeyFromMinisignParses() throws {
         let dir = try TemporaryDirectory(prefix: "ms")
-        try Command.check(["minisign", "-G", "-p", dir.file("k.pub"), "-s", dir.file("k.sec")],
-                          input: Data("correct horse\ncorrect horse\n".utf8))
+        try Command.check(
+            ["minisign", "-G", "-p", dir.file("k.pub"), "-s", dir.file("k.sec")],
+            input: Data("correct horse\ncorrect horse\n".utf8)
+        )
         let text = try String(contentsOfFile: dir.file("k.sec"), encoding: .utf8)
         let secret = try MinisignSecretKey(parsing: text, password: "correct horse")
-        XCTAssertEqual(secret.publicKey, try MinisignPublicKey(parsing: String(contentsOfFile: dir.file("k.pub"),
-                                                                                encoding: .utf8)))
+        XCTAssertEqual(
+            secret.publicKey,
+            try MinisignPublicKey(
+                parsing: String(
+                    contentsOfFile: dir.file("k.pub"),
+                    encoding: .utf8
+                )
+            )
+        )
     }
 
     func testEncryptedSecretKeyWithoutPasswordIsRefused() throws {
-        let text = try MinisignSecretKey.generate().encryptedFileText(password: "pw", opsLimit: 32768,
-                                                                       memLimit: 16 << 20)
-        assertFerryError(.invalidArgument, "a password is needed") { try MinisignSecretKey(parsing: text, password: nil) }
+        let text = try MinisignSecretKey.generate().encryptedFileText(
+            password: "pw",
+            opsLimit: 32768,
+            memLimit: 16 << 20
+        )
+        assertFerryError(.invalidArgument, "a password is needed") {
+            try MinisignSecretKey(parsing: text, password: nil)
+        }
     }
 
     func testWrongPasswordIsRefused() throws {
-        let text = try MinisignSecretKey.generate().encryptedFileText(password: "right", opsLimit: 32768,
-                                                                       memLimit: 16 << 20)
+        let text = try MinisignSecretKey.generate().encryptedFileText(
+            password: "right",
+            opsLimit: 32768,
+            memLimit: 16 << 20
+        )
         assertFerryError(.invalidArgument, "wrong password") { try MinisignSecretKey(parsing: text, password: "wrong") }
     }
 
@@ -87,8 +104,10 @@ final class MinisignTests: XCTestCase {
         try dir.write("m", "payload")
         try Command.check(["minisign", "-S", "-s", dir.file("k.sec"), "-m", dir.file("m")], input: Data("pw\n".utf8))
         try Command.check(["minisign", "-V", "-p", dir.file("k.pub"), "-m", dir.file("m")])
-        let reread = try MinisignSecretKey(parsing: String(contentsOfFile: dir.file("k.sec"), encoding: .utf8),
-                                           password: "pw")
+        let reread = try MinisignSecretKey(
+            parsing: String(contentsOfFile: dir.file("k.sec"), encoding: .utf8),
+            password: "pw"
+        )
         XCTAssertEqual(reread.publicKey, secret.publicKey)
     }
 
@@ -118,8 +137,10 @@ final class MinisignTests: XCTestCase {
         let text = try keys.sign(message, trustedComment: "timestamp:1764000000\tfile:claim-1.json")
         let signature = try MinisignSignature(parsing: text)
         XCTAssertTrue(signature.isPrehashed)
-        XCTAssertEqual(try signature.verify(message, keys: [keys.publicKey()]),
-                       "timestamp:1764000000\tfile:claim-1.json")
+        XCTAssertEqual(
+            try signature.verify(message, keys: [keys.publicKey()]),
+            "timestamp:1764000000\tfile:claim-1.json"
+        )
     }
 
     func testDefaultTrustedCommentFromMinisignVerifies() throws {
@@ -154,8 +175,11 @@ final class MinisignTests: XCTestCase {
     private func checkOurSignatureWithMinisign(prehashed: Bool) throws {
         let keys = try keys()
         let secret = try MinisignSecretKey(parsing: keys.secretKeyText, password: nil)
-        let text = try secret.sign(message, trustedComment: "timestamp:1764000000\tfile:claim-1.json",
-                                   prehashed: prehashed)
+        let text = try secret.sign(
+            message,
+            trustedComment: "timestamp:1764000000\tfile:claim-1.json",
+            prehashed: prehashed
+        )
         try keys.directory.write("ours", String(decoding: message, as: UTF8.self))
         try keys.directory.write("ours.minisig", text)
         let result = try Command.check(["minisign", "-V", "-p", keys.publicKeyPath, "-m", keys.directory.file("ours")])
@@ -177,8 +201,11 @@ final class MinisignTests: XCTestCase {
         let keys = try keys()
         let other = try MinisignSecretKey.generate().publicKey
         let signature = try MinisignSignature(parsing: keys.sign(message))
-        assertFerryError(.untrusted, "signed by unknown minisign key \(try keys.publicKey().keyID); trusted keys: "
-                         + other.keyID) {
+        assertFerryError(
+            .untrusted,
+            "signed by unknown minisign key \(try keys.publicKey().keyID); trusted keys: "
+                + other.keyID
+        ) {
             try signature.verify(message, keys: [other])
         }
     }
@@ -220,8 +247,10 @@ final class MinisignTests: XCTestCase {
     func testAlteredTrustedCommentIsRefused() throws {
         let keys = try keys()
         let text = try keys.sign(message, trustedComment: "timestamp:1764000000")
-        let altered = text.replacingOccurrences(of: "trusted comment: timestamp:1764000000",
-                                                with: "trusted comment: timestamp:1999999999")
+        let altered = text.replacingOccurrences(
+            of: "trusted comment: timestamp:1764000000",
+            with: "trusted comment: timestamp:1999999999"
+        )
         XCTAssertNotEqual(altered, text)
         assertFerryError(.signatureInvalid, "trusted comment altered") {
             try MinisignSignature(parsing: altered).verify(message, keys: [keys.publicKey()])
@@ -245,7 +274,9 @@ final class MinisignTests: XCTestCase {
         let keys = try keys()
         let text = try keys.sign(message)
         let threeLines = text.split(separator: "\n").prefix(3).joined(separator: "\n")
-        assertFerryError(.signatureInvalid, "malformed minisign signature") { try MinisignSignature(parsing: threeLines) }
+        assertFerryError(.signatureInvalid, "malformed minisign signature") {
+            try MinisignSignature(parsing: threeLines)
+        }
         let cut = String(text.prefix(text.count - 20))
         assertFerryError(.signatureInvalid, "malformed minisign signature") { try MinisignSignature(parsing: cut) }
     }

@@ -9,11 +9,21 @@ final class TimestampPolicyTests: XCTestCase {
     private let digestA = Digest.of(Data("release A".utf8))
     private let digestB = Digest.of(Data("release B".utf8))
 
-    private func decide(_ timestamp: Int64, _ digest: Digest, recorded: (Int64, Digest)?, installed: Bool,
-                        allowDowngrade: Bool = false) throws -> TimestampPolicy.Decision {
-        try TimestampPolicy.decide(newTimestamp: timestamp, newDigest: digest,
-                                   recorded: recorded.map { (timestamp: $0.0, digest: $0.1) },
-                                   installed: installed, now: now, allowDowngrade: allowDowngrade)
+    private func decide(
+        _ timestamp: Int64,
+        _ digest: Digest,
+        recorded: (Int64, Digest)?,
+        installed: Bool,
+        allowDowngrade: Bool = false
+    ) throws -> TimestampPolicy.Decision {
+        try TimestampPolicy.decide(
+            newTimestamp: timestamp,
+            newDigest: digest,
+            recorded: recorded.map { (timestamp: $0.0, digest: $0.1) },
+            installed: installed,
+            now: now,
+            allowDowngrade: allowDowngrade
+        )
     }
 
     func testFirstInstallWithoutRecordIsInstall() throws {
@@ -65,8 +75,16 @@ final class TimestampPolicyTests: XCTestCase {
     }
 
     func testOlderClaimWithAllowDowngradeIsDowngrade() throws {
-        XCTAssertEqual(try decide(now - 100, digestB, recorded: (now - 10, digestA), installed: true,
-                                  allowDowngrade: true), .downgrade)
+        XCTAssertEqual(
+            try decide(
+                now - 100,
+                digestB,
+                recorded: (now - 10, digestA),
+                installed: true,
+                allowDowngrade: true
+            ),
+            .downgrade
+        )
     }
 
     /// A far-future claim would block every later (honestly timestamped) update.

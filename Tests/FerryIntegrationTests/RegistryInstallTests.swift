@@ -1,0 +1,95 @@
+import FerryCore
+import FerryTestSupport
+import Foundation
+import XCTest
+
+/// A `--user` install from Debian's `docker-registry`, with images pushed by `skopeo copy --sign-by` and the
+/// GPG signatures skopeo wrote served from a lookaside web server.
+final class RegistryInstallTests: XCTestCase {
+    var fixture: UserFixture!
+    var registry: Registry!
+    var lookaside: StaticServer!
+    var gnupg: TemporaryDirectory!
+    var fingerprint = ""
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(getuid() == 0, "creates test users and runs the agent as one")
+        fixture = try UserFixture()
+        registry = try Registry(scratch: fixture.scratch)
+        try FileManager.default.createDirectory(atPath: fixture.scratch.file("sigstore"), withIntermediateDirectories: true)
+        lookaside = try StaticServer(root: fixture.scratch.file("sigstore"), scratch: fixture.scratch)
+        gnupg = try TemporaryDirectory(prefix: "g")
+        chmod(gnupg.path, 0o700)
+        try Command.check(["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-generate-key",
+                           "Ferry Registry <r@example.com>", "ed25519", "sign", "never"], environment: ["GNUPGHOME": gnupg.path])
+        let listing = try Command.check(["gpg", "--batch", "--with-colons", "--list-secret-keys"],
+                                        environment: ["GNUPGHOME": gnupg.path]).out
+        fingerprint = String(listing.split(separator: "\n").first { $0.hasPrefix("fpr:") }?
+            .split(separator: ":", omittingEmptySubsequences: false)[9] ?? "")
+        try Command.check(["gpg", "--batch", "--armor", "--export", "--output", fixture.scratch.file("registry.asc")],
+                          environment: ["GNUPGHOME": gnupg.path])
+        chmod(fixture.scratch.file("registry.asc"), 0o644)
+        // skopeo writes signatures for this registry into the lookaside directory.
+        let registriesD = fixture.scratch.file("registries.d")
+        try FileManager.default.createDirectory(atPath: registriesD, withIntermediateDirectories: true)
+        try fixture.scratch.write("registries.d/ferry.yaml", """
+            docker:
+              \(registry.hostPort):
+                lookaside-staging: file://\(fixture.scratch.file("sigstore"))
+            """)
+    }
+
+    override func tearDown() {
+        if let gnupg { _ = try? Command.run(["gpgconf", "--homedir", gnupg.path, "--kill", "all"]) }
+        lookaside?.stop()
+        registry?.stop()
+        fixture?.server.stop()
+    }
+
+    /// Builds `version` with `ferry build` and pushes it with skopeo to `ns/hello:stable`, signed by GPG.
+    func push(_ version: String) throws {
+        let tree = try fixture.publisher.appTree(version: version)
+        let layout = fixture.scratch.file("push-\(version)")
+        try Command.check([BuiltProducts.ferry, "build", tree, layout, "--ref", "hello", "--command", "/bin/hello"])
+        try Command.check([
+            "skopeo", "--registries.d", fixture.scratch.file("registries.d"), "copy", "--dest-tls-verify=false",
+            "--sign-by", fingerprint, "oci:\(layout):hello", "docker://\(registry.hostPort)/ns/hello:stable",
+        ], environment: ["GNUPGHOME": gnupg.path])
+        try Command.check(["chmod", "-R", "a+rX", fixture.scratch.file("sigstore")])
+        // Two signatures a second apart need distinct claim timestamps (skopeo writes whole seconds).
+        sleep(1)
+    }
+
+    func testInstallUpdateRunAndUninstallFromARegistryWithLookasideSignatures() throws {
+        try push("v1")
+        let add = try fixture.agent("remote-add", "--user", "reg", "http://\(registry.hostPort)/ns", "--registry",
+                                    "--gpg-key", fixture.scratch.file("registry.asc"),
+                                    "--signature-lookaside", lookaside.url)
+        XCTAssertEqual(add.status, 0, add.err)
+        let install = try fixture.agent("install", "--user", "reg", "hello:stable")
+        XCTAssertEqual(install.status, 0, install.err)
+        XCTAssertEqual(try fixture.agent("run", "hello:stable").out, "hello v1 \n")
+
+        try push("v2")
+        let update = try fixture.agent("update", "--user")
+        XCTAssertEqual(update.status, 0, update.err)
+        XCTAssertTrue(update.out.contains("updated"), update.out)
+        XCTAssertEqual(try fixture.agent("run", "hello:stable").out, "hello v2 \n")
+
+        XCTAssertEqual(try fixture.agent("uninstall", "--user", "hello:stable").status, 0)
+        XCTAssertEqual(try fixture.agent("run", "hello:stable").status, 1)
+    }
+
+    func testRegistryImageSignedForAnotherTagIsRefused() throws {
+        try push("v1")
+        // Copy the signed image to another tag: the signature still names ns/hello:stable.
+        try Command.check(["skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
+                           "docker://\(registry.hostPort)/ns/hello:stable", "docker://\(registry.hostPort)/ns/hello:beta"])
+        XCTAssertEqual(try fixture.agent("remote-add", "--user", "reg", "http://\(registry.hostPort)/ns", "--registry",
+                                         "--gpg-key", fixture.scratch.file("registry.asc"),
+                                         "--signature-lookaside", lookaside.url).status, 0)
+        let result = try fixture.agent("install", "--user", "reg", "hello:beta")
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.err.contains("signed for \"\(registry.hostPort)/ns/hello:stable\""), result.err)
+    }
+}

@@ -1,0 +1,138 @@
+import FerryCore
+import FerryTestSupport
+import Foundation
+import XCTest
+
+/// The shipped systemd units, and the helper under the constraints its unit declares.
+final class SystemdUnitTests: XCTestCase {
+    /// Copies a unit with its executables pointed at the built binaries (verify insists they exist).
+    func localCopy(_ unit: String, into dir: TemporaryDirectory) throws -> String {
+        let text = try String(contentsOfFile: Testbed.repositoryRoot() + "/systemd/" + unit, encoding: .utf8)
+            .replacingOccurrences(of: "/usr/libexec/ferry-helper", with: BuiltProducts.helper)
+            .replacingOccurrences(of: "/usr/bin/ferry", with: BuiltProducts.ferry)
+        let path = dir.file(unit)
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true)
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    func testSystemUnitsVerifyWithoutAnyWarning() throws {
+        let dir = try TemporaryDirectory(prefix: "fv")
+        let units = try ["ferry-helper.service", "ferry-update.service", "ferry-update.timer"].map { try localCopy($0, into: dir) }
+        let result = try Command.run(["systemd-analyze", "verify", "--man=no"] + units)
+        XCTAssertEqual(result.status, 0, result.err)
+        XCTAssertEqual(result.err, "", "systemd-analyze printed warnings")
+    }
+
+    func testUserUnitsVerifyWithoutAnyWarning() throws {
+        let dir = try TemporaryDirectory(prefix: "fv")
+        try FileManager.default.createDirectory(atPath: dir.file("run"), withIntermediateDirectories: true)
+        chmod(dir.file("run"), 0o700)
+        let units = try ["user/ferry-update.service", "user/ferry-update.timer"].map { try localCopy($0, into: dir) }
+        let result = try Command.run(["systemd-analyze", "verify", "--user", "--man=no"] + units,
+                                     environment: ["XDG_RUNTIME_DIR": dir.file("run")])
+        XCTAssertEqual(result.status, 0, result.err)
+        XCTAssertEqual(result.err, "", "systemd-analyze printed warnings")
+    }
+
+    func testHelperUnitDeclaresTheDesignedHardening() throws {
+        let unit = try String(contentsOfFile: Testbed.repositoryRoot() + "/systemd/ferry-helper.service", encoding: .utf8)
+        for line in ["Type=dbus", "BusName=dev.ferry.Helper1", "PrivateNetwork=yes", "ProtectHome=yes",
+                     "ProtectSystem=strict", "ReadWritePaths=/var/lib/ferry /etc/ferry", "NoNewPrivileges=yes",
+                     "PrivateTmp=yes", "RestrictAddressFamilies=AF_UNIX", "SystemCallErrorNumber=EPERM",
+                     "ProtectKernelTunables=yes", "ProtectKernelModules=yes"] {
+            XCTAssertTrue(unit.contains(line + "\n"), "missing \(line)")
+        }
+        XCTAssertTrue(unit.contains("CapabilityBoundingSet="))
+        XCTAssertTrue(unit.contains("SystemCallFilter=@system-service"))
+        let timer = try String(contentsOfFile: Testbed.repositoryRoot() + "/systemd/ferry-update.timer", encoding: .utf8)
+        for line in ["OnCalendar=daily", "RandomizedDelaySec=1h", "Persistent=true"] { XCTAssertTrue(timer.contains(line)) }
+        let service = try String(contentsOfFile: Testbed.repositoryRoot() + "/systemd/ferry-update.service", encoding: .utf8)
+        for line in ["User=ferry-update", "After=network-online.target", "Wants=network-online.target"] {
+            XCTAssertTrue(service.contains(line))
+        }
+    }
+}
+
+/// The timer's job and the helper's sandbox, against the real helper and polkit.
+final class BackgroundUpdateTests: XCTestCase {
+    var fixture: SystemFixture!
+    let ref = SystemFixture.ref
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(getuid() == 0, "system tests start a bus, polkitd and the helper as root")
+        fixture = try SystemFixture(startHelper: false)
+    }
+
+    override func tearDown() {
+        fixture?.stop()
+        fixture = nil
+    }
+
+    /// The `ExecStart=` of the shipped ferry-update.service, as words.
+    func timerCommand() throws -> [String] {
+        let unit = try String(contentsOfFile: Testbed.repositoryRoot() + "/systemd/ferry-update.service", encoding: .utf8)
+        let line = try XCTUnwrap(unit.split(separator: "\n").first { $0.hasPrefix("ExecStart=") })
+        return line.dropFirst("ExecStart=".count).split(separator: " ").map(String.init)
+    }
+
+    func testTimerJobAppliesUpdatesWithoutPromptsAndCannotInstall() throws {
+        try fixture.testbed.startHelper()
+        XCTAssertEqual(try fixture.agent("ferryt-alice", "install", "--system", "demo", ref, "--no-interaction").status, 0)
+        var command = try timerCommand()
+        XCTAssertEqual(command, ["/usr/bin/ferry", "update", "--system", "--no-interaction"])
+        command[0] = BuiltProducts.ferry
+
+        let current = try fixture.testbed.agent("ferry-update", Array(command.dropFirst()))
+        XCTAssertEqual(current.status, 0, current.err)
+        XCTAssertTrue(current.out.contains("up to date"), current.out)
+
+        try fixture.publishV2()
+        let update = try fixture.testbed.agent("ferry-update", Array(command.dropFirst()))
+        XCTAssertEqual(update.status, 0, update.err)
+        XCTAssertEqual(update.out.split(separator: "\n").filter { $0.contains(ref) }.count, 1, "one line per ref")
+        XCTAssertTrue(update.out.contains("\(ref): updated"), update.out)
+        XCTAssertEqual(try fixture.agent("ferryt-carol", "run", ref).out, "hello v2 \n")
+
+        let before = fixture.snapshot()
+        let install = try fixture.agent("ferry-update", "install", "--system", "demo", "org.example.Other/x86_64/stable",
+                                        "--no-interaction")
+        XCTAssertEqual(install.status, 1)
+        let direct = try fixture.dbusClient("ferry-update", ["uninstall", ref])
+        XCTAssertTrue(direct.hasPrefix("ERROR dev.ferry.Error.NotAuthorized"), direct)
+        XCTAssertUnchanged(before, fixture.snapshot())
+    }
+
+    func testFailedUpdateExitsOneWithALinePerRef() throws {
+        try fixture.testbed.startHelper()
+        XCTAssertEqual(try fixture.agent("ferryt-alice", "install", "--system", "demo", ref, "--no-interaction").status, 0)
+        try fixture.publishV2()
+        try fixture.publisher.restoreIndex("v1")
+        try fixture.publisher.publish(ref: ref, version: "v0", timestamp: 1_600_000_000)
+        let result = try fixture.agent("ferry-update", "update", "--system", "--no-interaction")
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.err.contains("demo \(ref):"), result.err)
+    }
+
+    func testHelperInstallsWithNoNetworkAndStagingReachableOnlyThroughTheDescriptor() throws {
+        // PrivateNetwork= (a network namespace with only loopback down) and ProtectHome= (the users' homes,
+        // where the agent stages, hidden by an empty tmpfs) as far as they can be reproduced here.
+        let homes = fixture.testbed.directory.file("home")
+        try FileManager.default.createDirectory(atPath: homes, withIntermediateDirectories: true)
+        try fixture.testbed.startHelper(wrapper: [
+            "unshare", "--net", "--mount", "--propagation", "private", "--", "sh", "-c",
+            "mount -t tmpfs -o mode=0755 none \(homes) && exec \"$0\" \"$@\"",
+        ])
+        let pid = try XCTUnwrap(fixture.testbed.helperPID)
+        let install = try fixture.agent("ferryt-alice", "install", "--system", "demo", ref, "--no-interaction")
+        XCTAssertEqual(install.status, 0, install.err + fixture.testbed.helperLog)
+        XCTAssertEqual(try fixture.agent("ferryt-alice", "run", ref).out, "hello v1 \n")
+        // The helper's view: no staging under the homes, and no network interface but loopback.
+        let listing = try Command.run(["nsenter", "-t", "\(pid)", "-m", "ls", "-A", homes])
+        XCTAssertEqual(listing.out, "", "homes are hidden from the helper")
+        let devices = try Command.run(["nsenter", "-t", "\(pid)", "-n", "cat", "/proc/net/dev"])
+        let interfaces = devices.out.split(separator: "\n").dropFirst(2).map { $0.split(separator: ":")[0].trimmingCharacters(in: .whitespaces) }
+        XCTAssertEqual(interfaces, ["lo"])
+    }
+}
