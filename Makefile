@@ -51,3 +51,6 @@ install: build
 
 clean:
 	rm -rf .build
+
+# Long loops (stress, fuzzing, benchmarks) live in their own files; each has a short version inside `make test`.
+-include mk/*.mk

@@ -9,6 +9,10 @@ let package = Package(
     products: [
         .executable(name: "ferry", targets: ["ferry"]),
         .executable(name: "ferry-helper", targets: ["ferry-helper"]),
+        // Libraries for the fuzzing package in Fuzz/ (and anyone embedding Ferry's verification).
+        .library(name: "FerryCore", targets: ["FerryCore"]),
+        .library(name: "FerryTrust", targets: ["FerryTrust"]),
+        .library(name: "FerryArchive", targets: ["FerryArchive"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
@@ -80,5 +84,6 @@ let package = Package(
         .testTarget(name: "FerryBusTests", dependencies: ["FerryTestSupport", "FerryBus"]),
         .testTarget(name: "FerryCLITests", dependencies: ["FerryTestSupport", "FerryCLI"]),
         .testTarget(name: "FerryIntegrationTests", dependencies: ["FerryTestSupport", "FerryCore"]),
+        .testTarget(name: "FerryRobustnessTests", dependencies: ["FerryTestSupport", "FerryCore", "FerryFetch"]),
     ]
 )

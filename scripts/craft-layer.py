@@ -1,12 +1,18 @@
-# Writes a tar layer from a JSON spec on stdin (entries: name, type file|dir|symlink|link|chr|blk|fifo, data,
-# mode, uid, gid, target, repeat; compression none|gzip|zstd) and prints the sha256 of the uncompressed tar
-# (its diff_id). Tests use it to craft hostile archives that no well-behaved tool would write.
+# Writes a tar layer from a JSON spec on stdin and prints the sha256 of the uncompressed tar (its diff_id).
+# Entries: name, type file|dir|symlink|link|chr|blk|fifo, data, mode, uid, gid, target, repeat, nameHex (raw name
+# bytes), pax (extra pax headers); compression none|gzip|zstd (gzip without a timestamp); format pax|gnu. Tests use it to craft hostile archives that no well-behaved tool would write.
 import sys, json, tarfile, io, hashlib, subprocess, gzip
 spec = json.load(sys.stdin)
 buf = io.BytesIO()
-with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+fmt = tarfile.GNU_FORMAT if spec.get("format") == "gnu" else tarfile.PAX_FORMAT
+with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
     for e in spec["entries"]:
-        info = tarfile.TarInfo(e["name"])
+        name = e["name"]
+        if "nameHex" in e:
+            name = bytes.fromhex(e["nameHex"]).decode("utf-8", "surrogateescape")
+        info = tarfile.TarInfo(name)
+        if "pax" in e:
+            info.pax_headers = e["pax"]
         info.mode = e.get("mode", 0o644)
         info.uid = e.get("uid", 0)
         info.gid = e.get("gid", 0)

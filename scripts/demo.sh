@@ -37,29 +37,7 @@ as_user() {
 step "A private system bus, polkitd with Ferry's policy, and ferry-helper as root"
 mkdir -p "$T/system.d" "$T/root/etc/ferry/remotes.d" "$T/home"
 cp "$REPO/dbus/dev.ferry.Helper1.conf" "$T/system.d/"
-cat > "$T/bus.conf" <<XML
-<busconfig>
-  <type>system</type>
-  <listen>unix:path=$T/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-  </policy>
-  <includedir>/usr/share/dbus-1/system.d</includedir>
-  <includedir>$T/system.d</includedir>
-</busconfig>
-XML
+sed -e "s|@SOCKET@|$T/bus|" -e "s|@SERVICES@|$T/system.d|" "$REPO/scripts/private-system-bus.conf" > "$T/bus.conf"
 dbus-daemon --config-file="$T/bus.conf" --fork --print-pid=3 --print-address=4 3>"$T/bus.pid" 4>"$T/bus.address"
 BUS=$(cat "$T/bus.address")
 if ! cmp -s "$REPO/polkit/dev.ferry.policy" /usr/share/polkit-1/actions/dev.ferry.policy; then

@@ -7,7 +7,9 @@ Prints "PORT <n>" on its first line. Faults are re-read from the JSON file on ev
   {"<path suffix>": {"mode": MODE, "after": BYTES, "times": N}}
 modes: cut (send AFTER bytes then close), corrupt (flip one byte), stall (send AFTER bytes, then hang),
 endless (stream zeros without end), bad-length (announce more bytes than sent, then close),
-redirect-loop (302 to itself), status-404, status-500. "times" (default: always) counts down.
+redirect-loop (302 to itself), redirect-chain (302 to itself with a new query each time: never a cycle),
+stall-headers (accept the request, never answer), endless-length (announce a huge Content-Length, stream zeros),
+status-N (any N). "times" (default: always) counts down.
 """
 import argparse, json, os, sys, threading, time
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
@@ -88,6 +90,13 @@ def main():
             mode = fault.get("mode") if fault else None
             if mode == "redirect-loop":
                 return self.send(302, headers={"Location": self.path}, entry=entry)
+            if mode == "redirect-chain":
+                n = int(urlsplit(self.path).query or 0) + 1
+                return self.send(302, headers={"Location": "%s?%d" % (urlsplit(self.path).path, n)}, entry=entry)
+            if mode == "stall-headers":
+                time.sleep(300)
+                self.close_connection = True
+                return
             if mode and mode.startswith("status-"):
                 return self.send(int(mode[7:]), b"fault\n", entry=entry)
             full = os.path.realpath(os.path.join(root, path.lstrip("/")))
@@ -95,9 +104,11 @@ def main():
                 return self.send(403, b"forbidden\n", entry=entry)
             if os.path.isdir(full):
                 full = os.path.join(full, "index.html")
-            if mode == "endless":
+            if mode in ("endless", "endless-length"):
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
+                if mode == "endless-length":
+                    self.send_header("Content-Length", str(1 << 40))
                 self.end_headers()
                 entry["status"] = 200
                 chunk = b"\0" * 65536

@@ -67,10 +67,11 @@ struct Agent {
 func report(_ result: Agent.Result, ref: Ref, remote: RemoteName, scope: Scope) {
     switch result {
     case .upToDate(let digest):
-        print("\(ref): up to date (\(digest.short), \(scope))")
+        OutcomeLog.success("\(ref): up to date (\(digest.short), \(scope))", ref: ref, remote: remote, digest: digest)
     case .changed(let decision, let digest):
         let verb = [.install: "installed", .update: "updated", .downgrade: "downgraded"][decision] ?? "deployed"
-        print("\(ref): \(verb) \(digest.short) from \(remote) (\(scope))")
+        OutcomeLog.success("\(ref): \(verb) \(digest.short) from \(remote) (\(scope))", ref: ref, remote: remote,
+                           digest: digest)
     }
 }
 
@@ -145,7 +146,7 @@ struct UpdateCommand: AsyncParsableCommand {
                     report(result, ref: ref, remote: remoteName, scope: scope)
                 } catch let error as FerryError {
                     failures += 1
-                    printError("\(remoteName) \(ref): \(error.message)")
+                    OutcomeLog.failure(error.prefixed("\(remoteName) \(ref)").message, ref: ref, remote: remoteName)
                 }
             }
         }
@@ -210,9 +211,7 @@ struct ListCommand: AsyncParsableCommand {
             }
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+            try printJSON(rows)
             return
         }
         if rows.isEmpty {

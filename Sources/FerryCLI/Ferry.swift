@@ -12,6 +12,7 @@ public struct Ferry: AsyncParsableCommand {
             RemoteAddCommand.self, RemoteDeleteCommand.self, RemotesCommand.self, RemoteLsCommand.self,
             InstallCommand.self, UpdateCommand.self, ListCommand.self, InfoCommand.self, UninstallCommand.self,
             RunCommand.self, BuildCommand.self, SignCommand.self, VerifyCommand.self, TUFCommand.self,
+            DebugHashCommand.self,
         ]
     )
 
@@ -53,6 +54,13 @@ public enum FerryVersion {
 func printError(_ message: String, prefixed: Bool = true) {
     let line = (prefixed ? "ferry: " : "") + message + (message.hasSuffix("\n") ? "" : "\n")
     FileHandle.standardError.write(Data(line.utf8))
+}
+
+/// Prints `value` as pretty, sorted JSON (`--json` output for scripts).
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
 /// The current time as Unix seconds.

@@ -56,7 +56,9 @@ public final class Fetcher: Sendable {
     /// `verify` runs on the resolved manifest and signatures before any layer is downloaded (the agent checks
     /// signatures there, so a bad image costs no layer bandwidth).
     /// `resolved` reuses what ``resolve(remote:ref:)`` returned, so the manifest is not fetched twice.
+    /// `extraFiles` (relative path → content, e.g. TUF metadata under `tuf/`) are written into the staged layout.
     public func stage(remote: Remote, ref: Ref, resolved: (Descriptor, Manifest, Data, SignatureSet)? = nil,
+                      extraFiles: [String: Data] = [:],
                       verify: (Descriptor, Manifest, SignatureSet) throws -> Void = { _, _, _ in }) async throws
         -> StagedImage
     {
@@ -91,7 +93,8 @@ public final class Fetcher: Sendable {
             try await group.waitForAll()
         }
         progress.finish()
-        return try makeStaging(ref: ref, descriptor: descriptor, manifest: manifest, signatures: signatures)
+        return try makeStaging(ref: ref, descriptor: descriptor, manifest: manifest, signatures: signatures,
+                               extraFiles: extraFiles)
     }
 
     private func isCached(_ descriptor: Descriptor) -> Bool {
@@ -132,8 +135,8 @@ public final class Fetcher: Sendable {
         throw FerryError.failed("blob \(descriptor.digest.short): \(last)")
     }
 
-    private func makeStaging(ref: Ref, descriptor: Descriptor, manifest: Manifest, signatures: SignatureSet) throws
-        -> StagedImage
+    private func makeStaging(ref: Ref, descriptor: Descriptor, manifest: Manifest, signatures: SignatureSet,
+                             extraFiles: [String: Data] = [:]) throws -> StagedImage
     {
         try FileManager.default.createDirectory(atPath: stagingDirectory, withIntermediateDirectories: true)
         let path = "\(stagingDirectory)/\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -152,6 +155,14 @@ public final class Fetcher: Sendable {
         }
         try writer.setRef(ref, to: descriptor)
         try writer.writeSignatures(signatures, ref: ref, digest: descriptor.digest)
+        for (relative, data) in extraFiles.sorted(by: { $0.key < $1.key }) {
+            let parts = try DirectoryHandle.components(of: relative)
+            if parts.count > 1 {
+                try FileManager.default.createDirectory(
+                    atPath: path + "/" + parts.dropLast().joined(separator: "/"), withIntermediateDirectories: true)
+            }
+            try AtomicFile.write(data, to: path + "/" + relative)
+        }
         return StagedImage(path: path, ref: ref, descriptor: descriptor, manifest: manifest, signatures: signatures)
     }
 

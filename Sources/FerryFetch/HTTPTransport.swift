@@ -16,7 +16,16 @@ public final class HTTPTransport: Sendable {
     /// The longest any one request may take in all (metadata and blobs alike).
     public let deadline: TimeAmount
 
-    public static let shared = HTTPTransport()
+    /// The agent's transport. `FERRY_STALL_TIMEOUT` (seconds, 1 to 3600) overrides the 30 s stall timeout, so
+    /// tests of hostile servers need not wait half a minute per stall.
+    public static let shared = HTTPTransport(stallTimeout: stallTimeoutFromEnvironment() ?? .seconds(30))
+
+    static func stallTimeoutFromEnvironment() -> TimeAmount? {
+        guard let text = ProcessInfo.processInfo.environment["FERRY_STALL_TIMEOUT"], let seconds = Double(text),
+              seconds >= 0.05, seconds <= 3600
+        else { return nil }
+        return .milliseconds(Int64(seconds * 1000))
+    }
 
     /// Origins that refused or timed out a connection during this run: tried last afterwards, so one dead
     /// mirror costs one connect timeout, not one per request.

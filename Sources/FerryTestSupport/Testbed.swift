@@ -91,33 +91,9 @@ public final class Testbed: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: directory.file("system.d"), withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: repository + "/dbus/dev.ferry.Helper1.conf",
                                          toPath: directory.file("system.d/dev.ferry.Helper1.conf"))
-        // The default policy of Debian's system.conf; services open holes in their own files.
-        let config = """
-            <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
-             "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-            <busconfig>
-              <type>system</type>
-              <listen>unix:path=\(directory.file("bus"))</listen>
-              <auth>EXTERNAL</auth>
-              <policy context="default">
-                <allow user="*"/>
-                <deny own="*"/>
-                <deny send_type="method_call"/>
-                <allow send_type="signal"/>
-                <allow send_requested_reply="true" send_type="method_return"/>
-                <allow send_requested_reply="true" send_type="error"/>
-                <allow receive_type="method_call"/>
-                <allow receive_type="method_return"/>
-                <allow receive_type="error"/>
-                <allow receive_type="signal"/>
-                <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-                <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
-                <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
-              </policy>
-              <includedir>/usr/share/dbus-1/system.d</includedir>
-              <includedir>\(directory.file("system.d"))</includedir>
-            </busconfig>
-            """
+        let config = try String(contentsOfFile: repository + "/scripts/private-system-bus.conf", encoding: .utf8)
+            .replacingOccurrences(of: "@SOCKET@", with: directory.file("bus"))
+            .replacingOccurrences(of: "@SERVICES@", with: directory.file("system.d"))
         try directory.write("bus.conf", config)
         try Command.check([
             "sh", "-c",

@@ -61,7 +61,13 @@ final class HelperService: @unchecked Sendable {
         _ = ServiceNotifier.ready()
         _ = ServiceNotifier.status("Waiting for requests")
         logger.info("ferry-helper ready", metadata: ["root": "\(root)"])
-        let exit = try connection.run(idleTimeout: idleTimeout)
+        var exit = try connection.run(idleTimeout: idleTimeout)
+        if exit == .idle {
+            // Give the name up first, then answer whatever was already queued for us, then leave: a caller
+            // racing the exit gets its answer or activates a fresh helper, never a dropped call.
+            try? connection.releaseName(HelperService.busName)
+            exit = try connection.run(idleTimeout: .milliseconds(200))
+        }
         _ = ServiceNotifier.stopping()
         logger.info("ferry-helper exiting (\(exit))")
     }

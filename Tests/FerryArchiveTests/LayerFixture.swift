@@ -21,7 +21,6 @@ final class LayerFixture {
         try FileManager.default.createDirectory(atPath: tmp.file("root"), withIntermediateDirectories: false)
         try FileManager.default.createDirectory(atPath: tmp.file("outside"), withIntermediateDirectories: false)
         try tmp.write("outside/file", "sentinel\n")
-        try tmp.write("craft.py", LayerFixture.craftScript)
     }
 
     /// An extractor over `root`.
@@ -55,7 +54,9 @@ final class LayerFixture {
             "output": output, "entries": entries, "compression": compression.rawValue, "format": format,
         ]
         let input = try JSONSerialization.data(withJSONObject: spec)
-        let result = try Command.check(["/usr/bin/python3", tmp.file("craft.py")], input: input)
+        // scripts/craft-layer.py: Python's tarfile writes names exactly as given (absolute, `..`, devices).
+        let result = try Command.check(["/usr/bin/python3", Testbed.repositoryRoot() + "/scripts/craft-layer.py"],
+                                       input: input)
         let hex = result.out.trimmingCharacters(in: .whitespacesAndNewlines)
         return (output, try Digest(algorithm: .sha256, hex: hex))
     }
@@ -119,57 +120,4 @@ final class LayerFixture {
             XCTFail("unexpected error \(error)", file: file, line: line)
         }
     }
-
-    /// Builds hostile and ordinary tars from a JSON list of entries read on stdin; prints the sha256 of the
-    /// uncompressed tar. Python's tarfile writes names exactly as given (absolute, `..`, devices).
-    static let craftScript = #"""
-        import sys, json, tarfile, io, hashlib, subprocess, gzip
-        spec = json.load(sys.stdin)
-        buf = io.BytesIO()
-        fmt = tarfile.GNU_FORMAT if spec.get("format") == "gnu" else tarfile.PAX_FORMAT
-        with tarfile.open(fileobj=buf, mode="w", format=fmt) as tar:
-            for e in spec["entries"]:
-                name = e["name"]
-                if "nameHex" in e:
-                    name = bytes.fromhex(e["nameHex"]).decode("utf-8", "surrogateescape")
-                info = tarfile.TarInfo(name)
-                if "pax" in e:
-                    info.pax_headers = e["pax"]
-                info.mode = e.get("mode", 0o644)
-                info.uid = e.get("uid", 0)
-                info.gid = e.get("gid", 0)
-                info.mtime = 1700000000
-                kind = e.get("type", "file")
-                data = None
-                if kind == "file":
-                    data = e.get("data", "").encode() * e.get("repeat", 1)
-                    info.size = len(data)
-                elif kind == "dir":
-                    info.type = tarfile.DIRTYPE
-                elif kind == "symlink":
-                    info.type = tarfile.SYMTYPE
-                    info.linkname = e["target"]
-                elif kind == "link":
-                    info.type = tarfile.LNKTYPE
-                    info.linkname = e["target"]
-                elif kind == "chr":
-                    info.type = tarfile.CHRTYPE
-                    info.devmajor, info.devminor = 1, 3
-                elif kind == "blk":
-                    info.type = tarfile.BLKTYPE
-                    info.devmajor, info.devminor = 7, 0
-                elif kind == "fifo":
-                    info.type = tarfile.FIFOTYPE
-                tar.addfile(info, io.BytesIO(data) if data is not None else None)
-        raw = buf.getvalue()
-        digest = hashlib.sha256(raw).hexdigest()
-        comp = spec.get("compression", "none")
-        if comp == "gzip":
-            raw = gzip.compress(raw)
-        elif comp == "zstd":
-            raw = subprocess.run(["zstd", "-q", "-c"], input=raw, stdout=subprocess.PIPE, check=True).stdout
-        with open(spec["output"], "wb") as f:
-            f.write(raw)
-        print(digest)
-        """#
 }

@@ -117,8 +117,17 @@ final class UnsafeLayerTests: XCTestCase {
         try fixture.apply(try fixture.extractor(), layer)
         XCTAssertEqual(try mode(fixture.root + "/suid"), 0o755)
         XCTAssertEqual(try mode(fixture.root + "/sgid"), 0o755)
-        XCTAssertEqual(try mode(fixture.root + "/sticky"), 0o777)
-        XCTAssertEqual(try mode(fixture.root + "/sgiddir"), 0o775)
+        // A system (root) extraction also drops group and other write: nobody but root writes a deployment.
+        XCTAssertEqual(try mode(fixture.root + "/sticky"), 0o755)
+        XCTAssertEqual(try mode(fixture.root + "/sgiddir"), 0o755)
+    }
+
+    func testUserExtractionKeepsGroupAndOtherWriteBits() throws {
+        let fixture = try LayerFixture()
+        let layer = try fixture.layer([F.file("shared", mode: 0o4777), F.dir("pub", mode: 0o2777)])
+        try fixture.apply(try fixture.extractor(ownership: .currentUser), layer)
+        XCTAssertEqual(try mode(fixture.root + "/shared"), 0o777)
+        XCTAssertEqual(try mode(fixture.root + "/pub"), 0o777)
     }
 
     func testArchiveOwnershipIsIgnored() throws {

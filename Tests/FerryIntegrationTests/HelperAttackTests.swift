@@ -5,19 +5,7 @@ import XCTest
 
 /// Attacks on the helper through its D-Bus interface, from an unprivileged user who is otherwise allowed to
 /// install: each is refused with the exact error and leaves nothing on disk.
-final class HelperAttackTests: XCTestCase {
-    var fixture: SystemFixture!
-    let ref = SystemFixture.ref
-
-    override func setUpWithError() throws {
-        try XCTSkipUnless(getuid() == 0, "system tests start a bus, polkitd and the helper as root")
-        fixture = try SystemFixture()
-    }
-
-    override func tearDown() {
-        fixture?.stop()
-        fixture = nil
-    }
+final class HelperAttackTests: SystemTestCase {
 
     /// A staged layout as the agent would leave it: a copy of the publisher's layout owned by `ferryt-alice`.
     func stage() throws -> String {

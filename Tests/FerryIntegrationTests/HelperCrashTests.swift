@@ -4,19 +4,7 @@ import Foundation
 import XCTest
 
 /// The helper killed at the worst moments, and archives built to escape their deployment.
-final class HelperCrashTests: XCTestCase {
-    var fixture: SystemFixture!
-    let ref = SystemFixture.ref
-
-    override func setUpWithError() throws {
-        try XCTSkipUnless(getuid() == 0, "system tests start a bus, polkitd and the helper as root")
-        fixture = try SystemFixture()
-    }
-
-    override func tearDown() {
-        fixture?.stop()
-        fixture = nil
-    }
+final class HelperCrashTests: SystemTestCase {
 
     func sign(_ timestamp: Int64) throws {
         try Command.check([BuiltProducts.ferry, "sign", fixture.publisher.layout, "--ref", ref, "--ed25519-key",

@@ -64,6 +64,24 @@ final class SystemFixture {
     }
 }
 
+/// A test class whose tests each get a fresh ``SystemFixture`` (skipped unless root).
+class SystemTestCase: XCTestCase {
+    var fixture: SystemFixture!
+    let ref = SystemFixture.ref
+    /// Whether setUp starts the helper (tests that start it themselves, in a sandbox, say no).
+    var startsHelper: Bool { true }
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(getuid() == 0, "system tests start a bus, polkitd and the helper as root")
+        fixture = try SystemFixture(startHelper: startsHelper)
+    }
+
+    override func tearDown() {
+        fixture?.stop()
+        fixture = nil
+    }
+}
+
 func XCTAssertUnchanged(_ before: [String: String], _ after: [String: String], file: StaticString = #filePath,
                         line: UInt = #line) {
     let diff = TreeSnapshot.difference(before, after)

@@ -4,19 +4,7 @@ import Foundation
 import XCTest
 
 /// System-wide installs through the real helper, polkitd and bus, by real unprivileged users.
-final class SystemInstallTests: XCTestCase {
-    var fixture: SystemFixture!
-    let ref = SystemFixture.ref
-
-    override func setUpWithError() throws {
-        try XCTSkipUnless(getuid() == 0, "system tests start a bus, polkitd and the helper as root")
-        fixture = try SystemFixture()
-    }
-
-    override func tearDown() {
-        fixture?.stop()
-        fixture = nil
-    }
+final class SystemInstallTests: SystemTestCase {
 
     func testGrantedUserInstallsUpdatesRunsAndUninstallsSystemWide() throws {
         let install = try fixture.agent("ferryt-alice", "install", "--system", "demo", ref, "--no-interaction")

@@ -56,19 +56,8 @@ final class SystemdUnitTests: XCTestCase {
 }
 
 /// The timer's job and the helper's sandbox, against the real helper and polkit.
-final class BackgroundUpdateTests: XCTestCase {
-    var fixture: SystemFixture!
-    let ref = SystemFixture.ref
-
-    override func setUpWithError() throws {
-        try XCTSkipUnless(getuid() == 0, "system tests start a bus, polkitd and the helper as root")
-        fixture = try SystemFixture(startHelper: false)
-    }
-
-    override func tearDown() {
-        fixture?.stop()
-        fixture = nil
-    }
+final class BackgroundUpdateTests: SystemTestCase {
+    override var startsHelper: Bool { false }
 
     /// The `ExecStart=` of the shipped ferry-update.service, as words.
     func timerCommand() throws -> [String] {

@@ -1,0 +1,43 @@
+import ArgumentParser
+import FerryCore
+import Foundation
+
+/// `ferry debug-hash FILE`: hashes a file with Ferry's own ``DigestHasher`` through the same 1 MiB read loop the
+/// blob store uses, and prints `sha256:<hex>  <bytes> bytes  <MB/s>`. Hidden from help: it exists so `make bench`
+/// can compare Ferry's hashing throughput with `openssl dgst -sha256` on the same file.
+struct DebugHashCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "debug-hash", abstract: "Hash a file with Ferry's hasher (benchmarking).", shouldDisplay: false)
+
+    @Argument(help: "The file to hash.") var file: String
+    @Option(help: "sha256 or sha512.") var algorithm: String = "sha256"
+
+    func run() throws {
+        guard let algorithm = Digest.Algorithm(rawValue: algorithm) else {
+            throw ValidationError("unsupported algorithm \(algorithm)")
+        }
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ioError("open \(file)") }
+        defer { close(fd) }
+        let chunkSize = 1 << 20
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
+        defer { buffer.deallocate() }
+        var hasher = DigestHasher(algorithm)
+        var total = 0
+        let start = DispatchTime.now().uptimeNanoseconds
+        while true {
+            let n = read(fd, buffer.baseAddress, chunkSize)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ioError("read \(file)")
+            }
+            if n == 0 { break }
+            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            total += n
+        }
+        let digest = hasher.finalize()
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let rate = seconds > 0 ? Double(total) / seconds / 1e6 : 0
+        print("\(digest)  \(total) bytes  \(String(format: "%.1f", rate)) MB/s")
+    }
+}
