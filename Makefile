@@ -10,7 +10,7 @@ DESTDIR    ?=
 BUILD_DIR   = .build/$(CONFIG)
 SWIFTFLAGS ?=
 
-.PHONY: all build deps test test-unit demo install clean release
+.PHONY: all build deps test demo install install-files clean release
 
 all: build
 
@@ -33,7 +33,10 @@ test: deps build
 demo: deps build
 	./scripts/demo.sh $(BUILD_DIR)
 
-install: build
+install: build install-files
+
+# Copies what `make build` made and the system files; split out so tests can check the layout without a build.
+install-files:
 	install -D -m 0755 $(BUILD_DIR)/ferry $(DESTDIR)$(PREFIX)/bin/ferry
 	install -D -m 0755 $(BUILD_DIR)/ferry-helper $(DESTDIR)$(PREFIX)/libexec/ferry-helper
 	install -D -m 0644 dbus/dev.ferry.Helper1.conf $(DESTDIR)$(PREFIX)/share/dbus-1/system.d/dev.ferry.Helper1.conf

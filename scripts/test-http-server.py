@@ -9,7 +9,7 @@ modes: cut (send AFTER bytes then close), corrupt (flip one byte), stall (send A
 endless (stream zeros without end), bad-length (announce more bytes than sent, then close),
 redirect-loop (302 to itself), redirect-chain (302 to itself with a new query each time: never a cycle),
 stall-headers (accept the request, never answer), endless-length (announce a huge Content-Length, stream zeros),
-status-N (any N). "times" (default: always) counts down.
+slow (send at RATE bytes/s, default 1 MiB/s), status-N (any N). "times" (default: always) counts down.
 """
 import argparse, json, os, sys, threading, time
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
@@ -123,7 +123,7 @@ def main():
                 data = f.read()
             start, status = 0, 200
             rng = self.headers.get("Range")
-            if rng and rng.startswith("bytes=") and mode is None:
+            if rng and rng.startswith("bytes=") and mode in (None, "slow"):
                 first, _, last = rng[6:].partition("-")
                 start = int(first or 0)
                 end = int(last) + 1 if last else len(data)
@@ -161,6 +161,15 @@ def main():
                 if mode == "stall":
                     time.sleep(300)
                 self.close_connection = True
+                return
+            if mode == "slow":
+                rate = int(fault.get("rate", 1 << 20))
+                step = max(1, rate // 20)
+                for i in range(0, len(data_out), step):
+                    self.wfile.write(data_out[i:i + step])
+                    self.wfile.flush()
+                    entry["bytes"] += len(data_out[i:i + step])
+                    time.sleep(0.05)
                 return
             self.wfile.write(data_out)
             entry["bytes"] += len(data_out)

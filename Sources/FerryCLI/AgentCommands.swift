@@ -27,12 +27,22 @@ struct Agent {
         let fetcher = context.fetcher(progress: progress)
         fetcher.sweep()
         let resolved = try await fetcher.resolve(remote: remote, ref: ref)
+        // TUF first, "up to date" included: a frozen or mixed mirror must not pass for current.
+        var tufFiles: [String: Data] = [:]
+        if remote.tufRoot != nil {
+            let freshness = FreshnessRefresh(remote: remote, directory: "\(context.cacheDirectory)/tuf/\(remote.name)",
+                                             fetcher: HTTPTUFFetcher(),
+                                             order: { HTTPTransport.shared.preferReachable($0) })
+            let found = try await freshness.refresh(ref: ref, descriptor: resolved.0)
+            for (name, data) in found.files { tufFiles["\(Freshness.stagedDirectory)/\(name)"] = data }
+        }
         if let installedDigest, resolved.0.digest == installedDigest { return .upToDate(installedDigest) }
         let keys = try TrustedKeys(remote: remote)
         guard !keys.isEmpty else {
             throw FerryError.untrusted("remote \(remote.name) has no trusted keys; nothing can be verified")
         }
-        let staged = try await fetcher.stage(remote: remote, ref: ref, resolved: resolved) { descriptor, _, signatures in
+        let staged = try await fetcher.stage(remote: remote, ref: ref, resolved: resolved, extraFiles: tufFiles) {
+            descriptor, _, signatures in
             // Checked before any layer is downloaded: a forged or mixed-up image costs no bandwidth.
             _ = try ClaimVerifier.verify(signatures, digest: descriptor.digest, identity: remote.identity(for: ref),
                                          keys: keys)
@@ -42,9 +52,16 @@ struct Agent {
         case .user:
             let installer = context.userInstaller()
             try installer.recover()
-            let outcome = try installer.deploy(
-                source: try ImageLayout(path: staged.path),
-                request: DeployRequest(remote: remote, ref: ref, allowDowngrade: allowDowngrade))
+            let layout = try ImageLayout(path: staged.path)
+            var request = DeployRequest(remote: remote, ref: ref, allowDowngrade: allowDowngrade)
+            if remote.tufRoot != nil {
+                // The engine's own check against the user's installed-side trusted metadata, run here (async)
+                // and compared inside the engine's plan like the helper's.
+                let target = try await FreshnessCheck(remote: remote, ref: ref, layout: layout,
+                                                      paths: installer.paths).targetInfo()
+                request.checkManifest = { try Freshness.check($0, against: target, remote: remote.name, ref: ref) }
+            }
+            let outcome = try installer.deploy(source: layout, request: request)
             if outcome.decision == .nothingToDo { return .upToDate(outcome.digest) }
             return .changed(outcome.decision, outcome.digest)
         case .system:
@@ -135,8 +152,16 @@ struct UpdateCommand: AsyncParsableCommand {
                 if self.scope.explicit == nil && scope == .system { continue }
                 throw error
             }
-            for (ref, remoteName, digest) in installed where wanted.isEmpty || wanted.contains(ref) {
+            let selected = installed.filter { wanted.isEmpty || wanted.contains($0.0) }
+            // One index.json per layout remote, fetched concurrently, answers every up-to-date ref at once.
+            let offered = allowDowngrade ? [:] : await offeredDigests(Set(selected.map(\.1)), scope: scope,
+                                                                      context: context)
+            for (ref, remoteName, digest) in selected {
                 considered += 1
+                if offered[remoteName]?[ref] == digest {
+                    report(.upToDate(digest), ref: ref, remote: remoteName, scope: scope)
+                    continue
+                }
                 do {
                     let remote = try context.remote(remoteName.string, for: scope)
                     let result = try await Agent(quiet: noInteraction).deploy(
@@ -158,6 +183,36 @@ struct UpdateCommand: AsyncParsableCommand {
         if considered == 0 && wanted.isEmpty { print("nothing installed; nothing to update") }
         else if failures == 0 && updated == 0 { print("everything is up to date") }
         if failures > 0 { throw ExitCode(1) }
+    }
+
+    /// What each layout remote's `index.json` names for its refs (the last entry per ref, as resolving does).
+    /// Registry remotes and remotes that fail here are left out: their refs take the full path, which reports
+    /// errors properly. Unverified, like the digest comparison in ``Agent/deploy``: it only skips work.
+    private func offeredDigests(_ names: Set<RemoteName>, scope: Scope, context: AgentContext) async
+        -> [RemoteName: [Ref: Digest]]
+    {
+        await withTaskGroup(of: (RemoteName, [Ref: Digest])?.self) { group in
+            for name in names {
+                guard let remote = try? context.remote(name.string, for: scope), !remote.isRegistry,
+                    let source = try? remote.source()
+                else { continue }
+                group.addTask {
+                    guard let refs = try? await source.refs() else { return nil }
+                    // A ref listed twice with different digests takes the full path.
+                    var digests: [Ref: Digest] = [:]
+                    var conflicting = Set<Ref>()
+                    for item in refs {
+                        if let previous = digests.updateValue(item.digest, forKey: item.ref), previous != item.digest {
+                            conflicting.insert(item.ref)
+                        }
+                    }
+                    return (name, digests.filter { !conflicting.contains($0.key) })
+                }
+            }
+            var result: [RemoteName: [Ref: Digest]] = [:]
+            for await case let (name, digests)? in group { result[name] = digests }
+            return result
+        }
     }
 
     private func installedRefs(scope: Scope, context: AgentContext) throws -> [(Ref, RemoteName, Digest)] {

@@ -2,6 +2,7 @@ import ArgumentParser
 import FerryBus
 import FerryCore
 import FerryFetch
+import FerryInstall
 import FerryTrust
 import Foundation
 
@@ -34,6 +35,7 @@ struct RemoteAddCommand: AsyncParsableCommand {
             guard let data = FileManager.default.contents(atPath: tufRoot) else {
                 throw FerryError.invalidArgument("cannot read \(tufRoot)")
             }
+            try Freshness.validateRoot(data)
             tufData = data
         }
         let remote = Remote(name: name, url: url, isRegistry: registry, mirrors: mirrors,
@@ -43,7 +45,14 @@ struct RemoteAddCommand: AsyncParsableCommand {
         let target = scope.explicit ?? .user
         switch target {
         case .user:
-            try AgentContext().userRemotes.save(remote)
+            let context = AgentContext()
+            let previous = (try? context.userRemotes.load(name)) ?? nil
+            try context.userRemotes.save(remote)
+            if previous?.tufRoot != remote.tufRoot {
+                // A new TUF root starts trust afresh: forget the chain kept for the old one (both copies).
+                try Freshness.reset(directory: context.userPaths.tuf(name))
+                try Freshness.reset(directory: "\(context.cacheDirectory)/tuf/\(name)")
+            }
         case .system:
             var settings: [String: BusValue] = [
                 "url": .string(remote.url), "registry": .bool(remote.isRegistry),

@@ -260,6 +260,9 @@ func describe(_ error: Error) -> String {
         default: return "\(error)"
         }
     }
+    if let error = error as? HTTPParserError, error == .invalidEOFState {
+        return "connection closed before the whole response arrived"
+    }
     let text = "\(error)"
     if text.contains("connectionRefused") || text.contains("NIOConnectionError") || text.contains("connectTimeout")
         || text.contains("Connection refused")

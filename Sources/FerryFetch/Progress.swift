@@ -36,7 +36,8 @@ public final class ProgressReporter: @unchecked Sendable {
         done = 0
         started = Date()
         lastDraw = .distantPast
-        if style == .lines { emit("\(label): \(ProgressReporter.bytes(total))\n") }
+        // Steps without a byte count (a helper's verify or commit phase) get one line, not two.
+        if style == .lines && total > 1 { emit("\(label): \(ProgressReporter.bytes(total))\n") }
     }
 
     /// Adds `bytes` to the current step.
@@ -67,7 +68,11 @@ public final class ProgressReporter: @unchecked Sendable {
             if let message { emit(message + "\n") }
         case .lines:
             let seconds = max(Date().timeIntervalSince(started), 0.001)
-            emit("\(label): done, \(ProgressReporter.bytes(done)) in \(String(format: "%.1f", seconds)) s\n")
+            if total > 1 {
+                emit("\(label): done, \(ProgressReporter.bytes(done)) in \(String(format: "%.1f", seconds)) s\n")
+            } else {
+                emit("\(label): done\n")
+            }
             if let message { emit(message + "\n") }
         case .quiet:
             break

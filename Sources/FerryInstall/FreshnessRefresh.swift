@@ -24,12 +24,16 @@ public struct FreshnessRefresh: Sendable {
     public let directory: String
     public let fetcher: any TUFFetcher
     public let now: Date
+    /// Reorders the metadata URLs before they are tried (the agent puts origins known to be down last).
+    public let order: @Sendable ([String]) -> [String]
 
-    public init(remote: Remote, directory: String, fetcher: any TUFFetcher, now: Date = Date()) {
+    public init(remote: Remote, directory: String, fetcher: any TUFFetcher, now: Date = Date(),
+                order: @escaping @Sendable ([String]) -> [String] = { $0 }) {
         self.remote = remote
         self.directory = directory
         self.fetcher = fetcher
         self.now = now
+        self.order = order
     }
 
     /// The metadata base URLs, one per base URL of the remote, in order.
@@ -38,7 +42,7 @@ public struct FreshnessRefresh: Sendable {
     }
 
     /// Refreshes, looks `ref` up and checks `descriptor` (what the remote's index names) against it.
-    /// Tries the remote's base URLs in order; the first one whose metadata passes wins. Throws the primary
+    /// Tries the remote's base URLs in order; the first one whose metadata passes wins. Throws the first
     /// URL's error when none does.
     public func refresh(ref: Ref, descriptor: Descriptor) async throws -> Result {
         guard let configured = remote.tufRoot else {
@@ -49,7 +53,7 @@ public struct FreshnessRefresh: Sendable {
         let lock = try FileLock(path: directory + ".lock")
         defer { lock.unlock() }
         var firstError: Error?
-        for base in metadataURLs {
+        for base in order(metadataURLs) {
             do {
                 try Freshness.prepare(directory: directory, configuredRoot: configured)
                 return try await refresh(from: base, configuredRoot: configured, ref: ref, descriptor: descriptor)

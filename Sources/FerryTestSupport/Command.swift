@@ -102,11 +102,9 @@ public final class TemporaryDirectory: @unchecked Sendable {
 public enum BuiltProducts {
     public static var directory: String {
         if let env = ProcessInfo.processInfo.environment["FERRY_BUILD_DIR"] { return env }
-        var url = Bundle.main.bundleURL
-        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
-            url = bundle.bundleURL
-        }
-        return url.deletingLastPathComponent().path
+        // On Linux the test bundle is itself the executable, in the build directory beside the products.
+        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath()
+        return executable.deletingLastPathComponent().path
     }
 
     public static var ferry: String { directory + "/ferry" }

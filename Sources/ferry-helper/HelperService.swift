@@ -134,11 +134,17 @@ final class HelperService: @unchecked Sendable {
         return try later(call) { [self] in
             // Staged files must belong to the caller: a hard link to a file of root's is not theirs to hand over.
             let source = ImageLayout(root: staging, policy: .init(owner: uid))
+            var request = DeployRequest(remote: remote, ref: ref, allowDowngrade: allowDowngrade)
+            if remote.tufRoot != nil {
+                // Offline, against root's own trusted metadata in tuf/REMOTE; the staged tuf/ is the only network.
+                request.checkManifest = FreshnessCheck(remote: remote, ref: ref, layout: source, paths: paths)
+                    .blockingCheck()
+            }
             let progress = ProgressSignal(connection: connection, ref: ref)
             let meta: Logger.Metadata = ["remote": "\(remoteName)", "ref": "\(ref)", "uid": "\(uid)"]
             do {
                 let outcome = try installer.deploy(
-                    source: source, request: DeployRequest(remote: remote, ref: ref, allowDowngrade: allowDowngrade),
+                    source: source, request: request,
                     authorize: { plan in
                         try self.authorize(plan.decision, sender: sender, remote: remoteName, ref: ref,
                                            digest: plan.digest, interactive: interactive)
@@ -223,10 +229,14 @@ final class HelperService: @unchecked Sendable {
             try checkPolkit("dev.ferry.configure-remote", sender: sender, details: ["remote": name.string],
                             interactive: interactive)
             if let remote {
+                // A new (or removed) TUF root starts trust afresh from it; the old chain means nothing for it.
+                let previous = (try? remotes.load(name)) ?? nil
+                if previous?.tufRoot != remote.tufRoot { try Freshness.reset(directory: paths.tuf(name)) }
                 try remotes.save(remote)
                 logger.info("remote \(name) configured: \(remote.url)", metadata: ["remote": "\(name)"])
             } else if !reset {
                 try remotes.delete(name)
+                try Freshness.reset(directory: paths.tuf(name))
                 logger.info("remote \(name) removed", metadata: ["remote": "\(name)"])
             }
             if reset {

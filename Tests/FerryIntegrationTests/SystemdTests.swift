@@ -125,3 +125,38 @@ final class BackgroundUpdateTests: SystemTestCase {
         XCTAssertEqual(interfaces, ["lo"])
     }
 }
+
+/// `make install` puts every file where a distribution would.
+final class InstallLayoutTests: XCTestCase {
+    func testInstallFilesPlacesBinariesAndSystemFilesUnderDestdir() throws {
+        let dest = try TemporaryDirectory(prefix: "fi")
+        let result = try Command.run(["make", "-s", "-C", Testbed.repositoryRoot(), "install-files",
+                                      "DESTDIR=\(dest.path)", "BUILD_DIR=\(BuiltProducts.directory)"])
+        XCTAssertEqual(result.status, 0, result.err)
+        let expected = [
+            "usr/bin/ferry", "usr/libexec/ferry-helper",
+            "usr/share/dbus-1/system.d/dev.ferry.Helper1.conf",
+            "usr/share/dbus-1/system-services/dev.ferry.Helper1.service",
+            "usr/share/dbus-1/interfaces/dev.ferry.Helper1.xml",
+            "usr/share/polkit-1/actions/dev.ferry.policy", "usr/share/polkit-1/rules.d/50-ferry-update.rules",
+            "usr/lib/systemd/system/ferry-helper.service", "usr/lib/systemd/system/ferry-update.service",
+            "usr/lib/systemd/system/ferry-update.timer", "usr/lib/systemd/user/ferry-update.service",
+            "usr/lib/systemd/user/ferry-update.timer", "usr/lib/sysusers.d/ferry.conf",
+        ]
+        for path in expected {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: dest.file(path)), "missing \(path)")
+        }
+        var st = stat()
+        XCTAssertEqual(stat(dest.file("usr/libexec/ferry-helper"), &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o755)
+        XCTAssertEqual(stat(dest.file("usr/share/polkit-1/rules.d/50-ferry-update.rules"), &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o644, "polkitd ignores rules that are not 0644")
+    }
+
+    func testIntrospectionServedByTheHelperIsTheShippedXML() throws {
+        let shipped = try String(contentsOfFile: Testbed.repositoryRoot() + "/dbus/dev.ferry.Helper1.xml", encoding: .utf8)
+        let source = try String(contentsOfFile: Testbed.repositoryRoot() + "/Sources/ferry-helper/Introspection.swift",
+                                encoding: .utf8)
+        XCTAssertTrue(source.contains(shipped), "Sources/ferry-helper/Introspection.swift differs from dbus/dev.ferry.Helper1.xml")
+    }
+}

@@ -1,0 +1,292 @@
+import FerryCore
+import FerryTestSupport
+import Foundation
+import XCTest
+
+/// TUF metadata for a publisher's layout, written by python-tuf (`scripts/tuf-publish.py`) into `LAYOUT/tuf/`,
+/// which the static server serves as `URL/tuf/`. Keys live outside the served tree.
+struct TUFPublisher {
+    let publisher: Publisher
+    let keys: String
+    /// The root a remote is configured with (world-readable, for the unprivileged agents).
+    let trustedRoot: String
+
+    init(publisher: Publisher, scratch: TemporaryDirectory, name: String = "tuf") {
+        self.publisher = publisher
+        keys = scratch.file("\(name)-keys")
+        trustedRoot = scratch.file("\(name)-root.json")
+    }
+
+    var metadata: String { publisher.layout + "/tuf" }
+
+    /// Publishes the next timestamp, snapshot and targets versions for what `index.json` serves now.
+    @discardableResult
+    func publish(_ options: [String] = []) throws -> String {
+        let result = try Command.check(
+            ["python3", Testbed.repositoryRoot() + "/scripts/tuf-publish.py", "--keys", keys, "--metadata",
+             metadata, "--layout", publisher.layout] + options)
+        if !FileManager.default.fileExists(atPath: trustedRoot) {
+            try FileManager.default.copyItem(atPath: keys + "/root.json", toPath: trustedRoot)
+            chmod(trustedRoot, 0o644)
+        }
+        try Command.check(["chmod", "-R", "a+rX", metadata])
+        return result.out
+    }
+
+    /// The manifest descriptor `index.json` names now: ("sha256:…", size).
+    func servedManifest() throws -> (digest: String, size: Int) {
+        let data = try Data(contentsOf: URL(fileURLWithPath: publisher.layout + "/index.json"))
+        let index = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        let first = (index?["manifests"] as? [[String: Any]])?.first
+        return (first?["digest"] as? String ?? "", first?["size"] as? Int ?? 0)
+    }
+
+    func saveTimestamp(_ name: String) throws {
+        try Command.check(["cp", metadata + "/timestamp.json", "\(publisher.directory)/timestamp-\(name).json"])
+    }
+
+    func restoreTimestamp(_ name: String) throws {
+        try Command.check(["cp", "\(publisher.directory)/timestamp-\(name).json", metadata + "/timestamp.json"])
+    }
+}
+
+/// System installs from a remote configured with a TUF root: the agent refreshes and stages the metadata, the
+/// helper verifies it offline against its own trusted copy, and refuses freeze, rollback and mixed releases.
+final class TUFRemoteTests: SystemTestCase {
+    var tuf: TUFPublisher!
+
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        tuf = TUFPublisher(publisher: fixture.publisher, scratch: fixture.scratch)
+        try tuf.publish()
+        let key = try Data(contentsOf: URL(fileURLWithPath: fixture.publisher.publicKey))
+        let root = try Data(contentsOf: URL(fileURLWithPath: tuf.trustedRoot))
+        try fixture.testbed.writeSystemRemote(name: "demo", toml: "url = \"\(fixture.server.url)\"\n",
+                                              keys: ["ed25519-1.pub": key, "tuf-root.json": root])
+    }
+
+    var helperTrusted: String { fixture.stateRoot + "/tuf/demo" }
+
+    func install(_ user: String = "ferryt-alice") throws -> CommandResult {
+        try fixture.agent(user, "install", "--system", "demo", ref, "--no-interaction")
+    }
+
+    /// The served layout as a staging directory owned by `ferryt-alice`, `tuf/` included: what an agent that
+    /// skipped its own checks would hand the helper.
+    func stageServedLayout() throws -> String {
+        let dir = fixture.scratch.file("stage-\(UInt32.random(in: 0...UInt32.max))")
+        try Command.check(["cp", "-a", fixture.publisher.layout, dir])
+        try Command.check(["chown", "-R", "ferryt-alice:ferryt-alice", dir])
+        return dir
+    }
+
+    func deployDirectly(_ stage: String) throws -> String {
+        try fixture.dbusClient("ferryt-alice", ["deploy", stage, "demo", ref, #"{"interactive": ["b", false]}"#])
+    }
+
+    /// Asserts that the helper itself refuses the served layout with `error` and `fragment`, changing nothing.
+    /// With `metadataValid`, the served TUF metadata itself is current and validly signed, so the helper's trusted
+    /// copy may advance to it (and must hold nothing else); everything else stays as it was.
+    func assertHelperRefuses(_ error: String, _ fragment: String, metadataValid: Bool = false,
+                             file: StaticString = #filePath, line: UInt = #line) throws {
+        let excluded = Set(["var/lib/ferry/locks"] + (metadataValid ? ["var/lib/ferry/tuf"] : []))
+        let before = TreeSnapshot.take(fixture.testbed.root, excluding: excluded)
+        let reply = try deployDirectly(try stageServedLayout())
+        XCTAssertTrue(reply.hasPrefix("ERROR dev.ferry.Error.\(error)"), reply, file: file, line: line)
+        XCTAssertTrue(reply.contains(fragment), reply, file: file, line: line)
+        XCTAssertUnchanged(before, TreeSnapshot.take(fixture.testbed.root, excluding: excluded), file: file, line: line)
+        if metadataValid {
+            let trusted = try Data(contentsOf: URL(fileURLWithPath: helperTrusted + "/timestamp.json"))
+            XCTAssertEqual(trusted, try Data(contentsOf: URL(fileURLWithPath: tuf.metadata + "/timestamp.json")),
+                           file: file, line: line)
+        }
+    }
+
+    func testInstallFromATUFRemoteGoesThroughTheHelper() throws {
+        let result = try install()
+        XCTAssertEqual(result.status, 0, result.err)
+        XCTAssertEqual(try fixture.agent("ferryt-alice", "run", ref).out, "hello v1 \n")
+        // The helper's own trusted copy advanced to what the agent staged; the agent keeps its own.
+        let trusted = try Data(contentsOf: URL(fileURLWithPath: helperTrusted + "/timestamp.json"))
+        let served = try Data(contentsOf: URL(fileURLWithPath: tuf.metadata + "/timestamp.json"))
+        XCTAssertEqual(trusted, served)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: helperTrusted + "/targets.json"))
+        let cache = try fixture.testbed.home("ferryt-alice") + "/.cache/ferry/tuf/demo/timestamp.json"
+        XCTAssertTrue(FileManager.default.fileExists(atPath: cache))
+    }
+
+    func testHelperStartsFromMetadataTheAgentAlreadyTrusted() throws {
+        // The user's install leaves the agent trusting the current timestamp; the helper has seen nothing yet,
+        // so the agent must still stage everything a client starting from the configured root needs.
+        let user = try fixture.agent("ferryt-alice", "install", "--user", "demo", ref)
+        XCTAssertEqual(user.status, 0, user.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: helperTrusted))
+        let system = try install()
+        XCTAssertEqual(system.status, 0, system.err)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: helperTrusted + "/targets.json"))
+    }
+
+    func testReconfiguredTUFRootResetsTheHelpersTrust() throws {
+        XCTAssertEqual(try install().status, 0)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: helperTrusted + "/timestamp.json"))
+        // The publisher starts a new repository with new keys; the administrator configures its root.
+        let other = TUFPublisher(publisher: fixture.publisher, scratch: fixture.scratch, name: "tuf-other")
+        try FileManager.default.removeItem(atPath: tuf.metadata)
+        try fixture.publishV2()
+        try other.publish()
+        let added = try fixture.agent("ferryt-alice", "remote-add", "--system", "demo", fixture.server.url,
+                                      "--ed25519-key", fixture.publisher.publicKey, "--tuf-root", other.trustedRoot,
+                                      "--no-interaction")
+        XCTAssertEqual(added.status, 0, added.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: helperTrusted))
+        let update = try fixture.agent("ferryt-alice", "update", "--system", "--no-interaction")
+        XCTAssertEqual(update.status, 0, update.err)
+        XCTAssertEqual(try fixture.agent("ferryt-alice", "run", ref).out, "hello v2 \n")
+    }
+
+    func testUpdateFollowsARootKeyRotation() throws {
+        XCTAssertEqual(try install().status, 0)
+        try fixture.publishV2()
+        try tuf.publish(["--rotate-keys"])
+        let update = try fixture.agent("ferryt-alice", "update", "--system", "--no-interaction")
+        XCTAssertEqual(update.status, 0, update.err)
+        XCTAssertEqual(try fixture.agent("ferryt-alice", "run", ref).out, "hello v2 \n")
+        // The helper walked root 1 → 2 from the staged 2.root.json.
+        let root = try Data(contentsOf: URL(fileURLWithPath: helperTrusted + "/root.json"))
+        XCTAssertEqual(root, try Data(contentsOf: URL(fileURLWithPath: tuf.metadata + "/2.root.json")))
+    }
+
+    func testExpiredTimestampIsRefusedAsAFreeze() throws {
+        XCTAssertEqual(try install().status, 0)
+        try fixture.publishV2()
+        try tuf.publish(["--timestamp-expired"])
+        let before = fixture.snapshot()
+        let update = try fixture.agent("ferryt-alice", "update", "--system", "--no-interaction")
+        XCTAssertEqual(update.status, 1)
+        XCTAssertTrue(update.err.contains("TUF timestamp metadata version 2 expired at 2001-01-01T00:00:00Z"),
+                      update.err)
+        let again = try install()
+        XCTAssertEqual(again.status, 1)
+        XCTAssertTrue(again.err.contains("expired at 2001-01-01T00:00:00Z"), again.err)
+        XCTAssertUnchanged(before, fixture.snapshot())
+        // The helper refuses on its own too, when handed the frozen metadata directly.
+        try assertHelperRefuses("Failed", "TUF timestamp metadata version 2 expired at 2001-01-01T00:00:00Z")
+        XCTAssertEqual(try fixture.agent("ferryt-alice", "run", ref).out, "hello v1 \n")
+    }
+
+    func testRolledBackTimestampIsRefused() throws {
+        try tuf.saveTimestamp("1")
+        try tuf.publish()
+        XCTAssertEqual(try install().status, 0)
+        try tuf.restoreTimestamp("1")
+        let before = fixture.snapshot()
+        let again = try install()
+        XCTAssertEqual(again.status, 1)
+        XCTAssertTrue(again.err.contains("timestamp metadata version 1 is older than the trusted version 2"),
+                      again.err)
+        XCTAssertUnchanged(before, fixture.snapshot())
+        // A user whose agent never saw version 2 passes the agent's check; the helper still refuses.
+        let other = try install("ferryt-dave")
+        XCTAssertEqual(other.status, 1)
+        XCTAssertTrue(other.err.contains("TUF timestamp metadata version 1 is older than the trusted version 2"),
+                      other.err)
+        XCTAssertUnchanged(before, fixture.snapshot())
+        try assertHelperRefuses("Downgrade", "TUF timestamp metadata version 1 is older than the trusted version 2")
+    }
+
+    func testMixedRemoteIsRefused() throws {
+        let v1 = try tuf.servedManifest()
+        try fixture.publishV2()
+        let v2 = try tuf.servedManifest()
+        // index.json serves v2; targets still vouch for v1.
+        try tuf.publish(["--target", "\(ref)=\(v1.digest):\(v1.size)"])
+        let before = fixture.snapshot()
+        let result = try install()
+        XCTAssertEqual(result.status, 1)
+        let expected = "TUF targets of remote demo name \(v1.digest) (\(v1.size) bytes) for \(ref), the remote "
+            + "serves \(v2.digest) (\(v2.size) bytes)"
+        XCTAssertTrue(result.err.contains(expected), result.err)
+        XCTAssertUnchanged(before, fixture.snapshot())
+        // The metadata is current and valid (only the index is mixed): the helper's trusted copy may advance.
+        try assertHelperRefuses("DigestMismatch", expected, metadataValid: true)
+        XCTAssertEqual(try fixture.installedRefs(), "OK []\n")
+    }
+
+    func testStagingWithoutTUFMetadataIsRefused() throws {
+        let stage = try stageServedLayout()
+        try FileManager.default.removeItem(atPath: stage + "/tuf")
+        let before = fixture.snapshot()
+        let reply = try deployDirectly(stage)
+        XCTAssertTrue(reply.hasPrefix("ERROR dev.ferry.Error.Untrusted"), reply)
+        XCTAssertTrue(reply.contains("requires TUF metadata, and the staged layout carries none"), reply)
+        XCTAssertUnchanged(before, fixture.snapshot())
+    }
+}
+
+/// `--user` installs from a TUF remote: the same engine check, against the user's own trusted metadata.
+final class TUFUserInstallTests: XCTestCase {
+    var fixture: UserFixture!
+    var tuf: TUFPublisher!
+    let ref = UserFixture.ref
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(getuid() == 0, "creates test users and runs the agent as one")
+        fixture = try UserFixture()
+        try fixture.publisher.publish(ref: ref, version: "v1", timestamp: 1_700_000_000)
+        tuf = TUFPublisher(publisher: fixture.publisher, scratch: fixture.scratch)
+        try tuf.publish()
+        let added = try fixture.agent("remote-add", "--user", "demo", fixture.server.url, "--ed25519-key",
+                                      fixture.publisher.publicKey, "--tuf-root", tuf.trustedRoot)
+        XCTAssertEqual(added.status, 0, added.err)
+    }
+
+    override func tearDown() {
+        fixture?.server.stop()
+        fixture = nil
+    }
+
+    func testUserInstallFromATUFRemote() throws {
+        let install = try fixture.agent("install", "--user", "demo", ref)
+        XCTAssertEqual(install.status, 0, install.err)
+        XCTAssertEqual(try fixture.run(), "hello v1 \n")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: fixture.dataRoot + "/tuf/demo/timestamp.json"))
+    }
+
+    func testTUFMetadataFallsBackToAMirror() throws {
+        let dead = "http://127.0.0.1:\(try Registry.freePort())"
+        let added = try fixture.agent("remote-add", "--user", "mirrored", dead, "--mirror", fixture.server.url,
+                                      "--ed25519-key", fixture.publisher.publicKey, "--tuf-root", tuf.trustedRoot)
+        XCTAssertEqual(added.status, 0, added.err)
+        let install = try fixture.agent("install", "--user", "mirrored", ref)
+        XCTAssertEqual(install.status, 0, install.err)
+        XCTAssertEqual(try fixture.run(), "hello v1 \n")
+    }
+
+    func testUserUpdateFromAFrozenRemoteIsRefused() throws {
+        XCTAssertEqual(try fixture.agent("install", "--user", "demo", ref).status, 0)
+        try fixture.publisher.publish(ref: ref, version: "v2", timestamp: 1_700_000_100)
+        try tuf.publish(["--timestamp-expired"])
+        let before = fixture.snapshot()
+        let update = try fixture.agent("update", "--user")
+        XCTAssertEqual(update.status, 1)
+        XCTAssertTrue(update.err.contains("TUF timestamp metadata version 2 expired at 2001-01-01T00:00:00Z"),
+                      update.err)
+        XCTAssertUnchanged(before, fixture.snapshot())
+        XCTAssertEqual(try fixture.run(), "hello v1 \n")
+    }
+
+    func testNewTUFRootResetsTheTrustedMetadata() throws {
+        XCTAssertEqual(try fixture.agent("install", "--user", "demo", ref).status, 0)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: fixture.dataRoot + "/tuf/demo/timestamp.json"))
+        // A different repository (new keys, root version 1 again) configured by the user.
+        let other = TUFPublisher(publisher: fixture.publisher, scratch: fixture.scratch, name: "tuf-other")
+        try FileManager.default.removeItem(atPath: tuf.metadata)
+        try other.publish()
+        let added = try fixture.agent("remote-add", "--user", "demo", fixture.server.url, "--ed25519-key",
+                                      fixture.publisher.publicKey, "--tuf-root", other.trustedRoot)
+        XCTAssertEqual(added.status, 0, added.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: fixture.dataRoot + "/tuf/demo"))
+        let install = try fixture.agent("install", "--user", "demo", ref)
+        XCTAssertEqual(install.status, 0, install.err)
+    }
+}

@@ -1,0 +1,201 @@
+import FerryCore
+import FerryTestSupport
+import Foundation
+import XCTest
+
+/// `kill -9` at varied moments: the helper during deploys and updates of a multi-layer image, and the agent
+/// during downloads. After each kill and restart the active deployment is the old or the new image and complete,
+/// state.json agrees with the disk, and nothing is left in `tmp/`; the agent resumes and never uses a corrupt blob.
+///
+/// The XCTest suite runs a few kills; `make stress` runs the same loops long (`FERRY_STRESS_KILLS`, default 60).
+final class CrashConsistencyTests: XCTestCase {
+    static let ref = "org.example.Crash/x86_64/stable"
+    static var kills: Int { Int(ProcessInfo.processInfo.environment["FERRY_STRESS_KILLS"] ?? "") ?? 6 }
+    var system: SystemHarness!
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(getuid() == 0, "system tests start a bus, polkitd and the helper as root")
+        system = try SystemHarness()
+    }
+
+    override func tearDown() {
+        system?.stop()
+        system = nil
+    }
+
+    /// Watches the helper's `Progress` signals with `gdbus monitor`.
+    final class ProgressWatch {
+        let child: Child
+        let path: String
+        var offset = 0
+
+        init(_ system: SystemHarness) throws {
+            path = system.scratch.file("progress.log")
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            defer { close(fd) }
+            // `gdbus monitor` subscribes with AddMatch (busctl/dbus-monitor need BecomeMonitor, which the
+            // system bus policy refuses); line-buffered so each signal is seen as it arrives.
+            child = try Child(["stdbuf", "-oL", "gdbus", "monitor", "--address", system.testbed.busAddress,
+                               "--dest", "dev.ferry.Helper1", "--object-path", "/dev/ferry/Helper1"], fds: [1: fd])
+            usleep(300_000)
+        }
+
+        /// Phases signalled since the last call, in order.
+        func newPhases() -> [String] {
+            guard let data = FileManager.default.contents(atPath: path), data.count > offset else { return [] }
+            let text = String(decoding: data[offset...], as: UTF8.self)
+            offset = data.count
+            var phases: [String] = []
+            for line in text.split(separator: "\n") {
+                for phase in ["copy", "verify", "extract", "commit"] where line.contains("Progress") && line.contains("'\(phase)'") {
+                    phases.append(phase)
+                }
+            }
+            return phases
+        }
+
+        func stop() { child.stop(signal: SIGKILL) }
+    }
+
+    /// Deploys and updates through the helper, killing it with SIGKILL `kills` times at random moments after
+    /// the deploy's first Progress signal. Returns how many kills landed in each phase.
+    func helperKillLoop(kills: Int) throws -> [String: Int] {
+        var timestamp: Int64 = 1_700_000_000
+        var latest = try system.publish(ref: Self.ref, version: "v0", timestamp: timestamp, layers: 4,
+                                        filesPerLayer: 60, fileSize: 8192)
+        var images: [KnownImage] = [latest]
+        let watch = try ProgressWatch(system)
+        defer { watch.stop() }
+
+        // One undisturbed install measures how long a deploy takes, to spread the kills over it.
+        let start = Date()
+        let first = try system.agent("ferryt-alice", "install", "--system", "demo", Self.ref, "--no-interaction")
+        XCTAssertEqual(first.status, 0, first.err)
+        let window = max(0.05, Date().timeIntervalSince(start))
+        usleep(200_000)
+        XCTAssertFalse(watch.newPhases().isEmpty, "Progress signals seen: "
+            + ((try? String(contentsOfFile: watch.path, encoding: .utf8)) ?? "").prefix(2000))
+        var landed: [String: Int] = [:]
+        var killed = 0
+        var attempts = 0
+        while killed < kills && attempts < kills * 4 {
+            attempts += 1
+            if system.activeHex(Self.ref) == latest.digest.hex {
+                timestamp += 10
+                latest = try system.publish(ref: Self.ref, version: "v\(images.count)", timestamp: timestamp,
+                                            layers: 4, filesPerLayer: 60, fileSize: 8192)
+                images.append(latest)
+            }
+            let (agent, output) = try system.startAgent("ferryt-alice", ["update", "--system", "--no-interaction"])
+            // Wait for the helper to start this deploy, then kill it somewhere inside it.
+            var phases: [String] = []
+            let deadline = Date().addingTimeInterval(30)
+            while phases.isEmpty && agent.isRunning && Date() < deadline {
+                phases += watch.newPhases()
+                usleep(1000)
+            }
+            // Vary the moment: at once (copy), a few ms in (verify), or anywhere in the rest of the window.
+            let delay: Double
+            switch attempts % 4 {
+            case 0: delay = 0
+            case 1: delay = Double.random(in: 0...0.03)
+            case 2: delay = Double.random(in: 0...(window / 3))
+            default: delay = Double.random(in: 0...window)
+            }
+            usleep(UInt32(delay * 1_000_000))
+            phases += watch.newPhases()
+            let finished = !agent.isRunning
+            system.testbed.stopHelper(signal: SIGKILL)
+            let status = agent.wait()
+            usleep(50_000)
+            phases += watch.newPhases()
+            let phase = finished || status == 0 ? "after commit" : (phases.last ?? "before copy")
+            if !(finished || status == 0) { killed += 1 }
+            landed[phase, default: 0] += 1
+
+            // Before any recovery: the link already names the old or the new image, complete.
+            let hex = system.activeHex(Self.ref)
+            XCTAssertTrue(images.suffix(2).contains { $0.digest.hex == hex }, "active \(hex ?? "none") after a kill in \(phase)")
+            try system.testbed.startHelper()
+            let active = try system.assertConsistent([Self.ref: Array(images.suffix(2))])
+            XCTAssertNotNil(active[Self.ref], "\(phase): nothing active; agent said: \(String(describing: try? String(contentsOfFile: output, encoding: .utf8)))")
+        }
+        // The interrupted update goes through once the helper is left alone.
+        let retry = try system.agent("ferryt-alice", "update", "--system", "--no-interaction")
+        XCTAssertEqual(retry.status, 0, retry.err)
+        let active = try system.assertConsistent([Self.ref: Array(images.suffix(2))])
+        XCTAssertEqual(active[Self.ref]?.digest, latest.digest)
+        XCTAssertGreaterThanOrEqual(killed, kills, "kills landed inside deploys: \(landed)")
+        print("helper kills by phase: \(landed.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))"
+              + String(format: " (deploy window %.0f ms, %d releases)", window * 1000, images.count))
+        return landed
+    }
+
+    func testHelperKilledDuringDeploysAlwaysLeavesOneCompleteDeployment() throws {
+        let landed = try helperKillLoop(kills: Self.kills)
+        XCTAssertGreaterThanOrEqual(landed.keys.filter { ["copy", "verify", "extract", "commit"].contains($0) }.count, 2,
+                                    "kills spread over several phases: \(landed)")
+    }
+
+    /// The agent as `ferryt-carol` through `setpriv` (which execs, so the pid is the agent's own).
+    func startUserAgent(_ arguments: [String]) throws -> Child {
+        let home = try system.testbed.home("ferryt-carol")
+        let env = ["HOME=\(home)", "PATH=/usr/bin:/bin", "LANG=C.UTF-8", "FERRY_SYSTEM_ROOT=\(system.scratch.file("none"))"]
+        return try Child(["setpriv", "--reuid=ferryt-carol", "--regid=ferryt-carol", "--init-groups", "env", "-i"]
+            + env + [BuiltProducts.ferry] + arguments)
+    }
+
+    func testAgentKilledDuringDownloadsResumesAndNeverUsesACorruptBlob() throws {
+        let image = try system.publish(ref: Self.ref, version: "v1", timestamp: 1_700_000_000, layers: 3,
+                                       filesPerLayer: 8, fileSize: 131_072, compression: .none)
+        let add = try system.agent("ferryt-carol", "remote-add", "--user", "demo", system.server.url,
+                                   "--ed25519-key", system.publisher.publicKey)
+        XCTAssertEqual(add.status, 0, add.err)
+        // ~1 MiB layers at 2 MiB/s: every blob download takes about half a second.
+        try system.server.setFaults(["/blobs/sha256/": ["mode": "slow", "rate": 2 << 20]])
+        let home = try system.testbed.home("ferryt-carol")
+        let partial = home + "/.cache/ferry/partial"
+        var kills = 0
+        var resumed = 0
+        for n in 0..<max(3, Self.kills / 2) {
+            let agent = try startUserAgent(["install", "--user", "demo", Self.ref])
+            usleep(UInt32(Double.random(in: 0.2...1.2) * 1_000_000))
+            if agent.isRunning {
+                kill(agent.pid, SIGKILL)
+                kills += 1
+            }
+            agent.wait()
+            // Every few rounds, damage a partial file as a crash of the disk might: the next run must notice.
+            if n % 3 == 2, let name = (try? FileManager.default.contentsOfDirectory(atPath: partial))?
+                .first(where: { !$0.hasSuffix(".lock") }) {
+                let fd = open(partial + "/" + name, O_WRONLY)
+                if fd >= 0 {
+                    _ = pwrite(fd, "XXXX", 4, 100)
+                    close(fd)
+                }
+            }
+            let cache = home + "/.cache/ferry/blobs/sha256"
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: cache)) ?? [] {
+                XCTAssertEqual(Digest.of(FileManager.default.contents(atPath: cache + "/" + name) ?? Data()).hex, name,
+                               "corrupt blob promoted into the cache")
+            }
+            if FileManager.default.fileExists(atPath: home + "/.local/share/ferry/installed/" + Self.ref) { break }
+        }
+        system.server.clearLog()
+        try system.server.setFaults([:])
+        // The next runs finish the job (a damaged partial costs one failed run: its digest is refused).
+        var finished = false
+        for _ in 0..<3 where !finished {
+            let run = try system.agent("ferryt-carol", "install", "--user", "demo", Self.ref)
+            finished = run.status == 0
+        }
+        XCTAssertTrue(finished)
+        resumed = system.server.requests().filter { $0.range != nil && $0.status == 206 }.count
+        let files = home + "/.local/share/ferry/installed/\(Self.ref)/files"
+        for (path, digest) in image.files {
+            XCTAssertEqual(Digest.of(FileManager.default.contents(atPath: files + "/" + path) ?? Data()), digest, path)
+        }
+        print("agent kills during downloads: \(kills); ranged resumes afterwards: \(resumed)")
+        XCTAssertGreaterThan(kills, 0)
+    }
+}
