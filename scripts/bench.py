@@ -568,6 +568,7 @@ def main():
     ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK") == "1")
     ap.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_REPS", "0")))
     ap.add_argument("--json")
+    ap.add_argument("--generate-only", action="store_true", help="only build (or reuse) the images")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (private system bus, polkitd, ferry-helper)")
@@ -575,6 +576,10 @@ def main():
     if args.quick:
         args.work += "-quick"
     os.makedirs(args.work, exist_ok=True)
+    if args.generate_only:
+        generate(args.work, args.build + "/ferry", (64 << 20) if args.quick else (1 << 30),
+                 2000 if args.quick else 20000)
+        return
     results = bench(args)
     out = table(results)
     print(out)

@@ -71,7 +71,7 @@ public final class LayerExtractor {
     /// Reads `layerFD` (not closed; read from its current offset) once: it is decompressed as `compression`
     /// says, and the uncompressed tar stream, trailing padding included, must hash to `diffID`
     /// (``FerryError/Code/digestMismatch`` otherwise, "layer diff_id mismatch").
-    /// Memory stays bounded whatever the layer's size: data streams through 1 MiB buffers.
+    /// Memory stays bounded whatever the layer's size: data streams through 128 KiB buffers.
     public func apply(layerFD: Int32, compression: LayerCompression, diffID: Digest) throws -> ExtractionStats {
         try LibArchive.withUTF8Locale {
             try applyLayer(layerFD: layerFD, compression: compression, diffID: diffID)

@@ -2,8 +2,8 @@ import ArgumentParser
 import FerryCore
 import Foundation
 
-/// `ferry debug-hash FILE`: hashes a file with Ferry's own ``DigestHasher`` through the same 1 MiB read loop the
-/// blob store uses, and prints `sha256:<hex>  <bytes> bytes  <MB/s>`. Hidden from help: it exists so `make bench`
+/// `ferry debug-hash FILE`: hashes a file with Ferry's own ``DigestHasher`` through the same read loop (64 KiB
+/// reads) the blob store uses, and prints `sha256:<hex>  <bytes> bytes  <MB/s>`. Hidden from help: it exists so `make bench`
 /// can compare Ferry's hashing throughput with `openssl dgst -sha256` on the same file.
 struct DebugHashCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,6 +11,7 @@ struct DebugHashCommand: ParsableCommand {
 
     @Argument(help: "The file to hash.") var file: String
     @Option(help: "sha256 or sha512.") var algorithm: String = "sha256"
+    @Option(help: "Bytes per read.") var chunkSize: Int = 64 << 10
 
     func run() throws {
         guard let algorithm = Digest.Algorithm(rawValue: algorithm) else {
@@ -19,7 +20,7 @@ struct DebugHashCommand: ParsableCommand {
         let fd = open(file, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw ioError("open \(file)") }
         defer { close(fd) }
-        let chunkSize = 1 << 20
+        guard chunkSize > 0 && chunkSize <= 1 << 30 else { throw ValidationError("bad chunk size") }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
         defer { buffer.deallocate() }
         var hasher = DigestHasher(algorithm)

@@ -159,12 +159,14 @@ public final class HTTPTransport: Sendable {
         default:
             throw FerryError.failed("\(url): HTTP \(response.status.code)")
         }
+        var behind = WriteBehind(fd: fd, offset: verifier.received)
         do {
             for try await buffer in response.body {
                 try buffer.withUnsafeReadableBytes { raw in
                     try verifier.consume(raw)
                     try writeAll(fd: fd, data: raw, what: path)
                 }
+                behind.wrote(buffer.readableBytes)
                 received(buffer.readableBytes)
             }
         } catch let error as FerryError {

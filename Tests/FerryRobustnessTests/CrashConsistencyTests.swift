@@ -151,8 +151,12 @@ final class CrashConsistencyTests: XCTestCase {
         let add = try system.agent("ferryt-carol", "remote-add", "--user", "demo", system.server.url,
                                    "--ed25519-key", system.publisher.publicKey)
         XCTAssertEqual(add.status, 0, add.err)
-        // ~1 MiB layers at 2 MiB/s: every blob download takes about half a second.
-        try system.server.setFaults(["/blobs/sha256/": ["mode": "slow", "rate": 2 << 20]])
+        // ~1 MiB layers at 512 KiB/s: every blob download takes about two seconds.
+        var slow: [String: [String: Any]] = [:]
+        for layer in try system.publisher.layers(of: image.digest.description) {
+            slow["/blobs/" + layer.replacingOccurrences(of: ":", with: "/")] = ["mode": "slow", "rate": 1 << 19]
+        }
+        try system.server.setFaults(slow)
         let home = try system.testbed.home("ferryt-carol")
         let partial = home + "/.cache/ferry/partial"
         var kills = 0

@@ -1,0 +1,12 @@
+import FerryCore
+import FuzzSupport
+
+/// OCI JSON: manifest, index and config parsers (everything a remote or an image layout serves).
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let input = fuzzInput(data, size)
+    _ = try? Manifest.parse(input)
+    _ = try? ImageIndex.parse(input)
+    _ = try? ImageConfig.parse(input)
+    return 0
+}
