@@ -3,7 +3,7 @@
 /// Grammar (DESIGN.md, "Refs"): components `[A-Za-z0-9][A-Za-z0-9._-]*` joined by `/`, optionally `:TAG` with
 /// TAG `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`; at most 255 bytes. Every ref that arrives from outside is parsed
 /// here before any use: refs become path components, and path traversal through them is the classic bug.
-public struct Ref: Hashable, Sendable, CustomStringConvertible, Comparable, Codable {
+public struct Ref: ValidatedName {
     public let string: String
 
     public init(_ string: String) throws {
@@ -13,17 +13,6 @@ public struct Ref: Hashable, Sendable, CustomStringConvertible, Comparable, Coda
         }
         self.string = string
     }
-
-    public init(from decoder: Decoder) throws {
-        try self.init(decoder.singleValueContainer().decode(String.self))
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(string)
-    }
-
-    public var description: String { string }
 
     /// The part before `:TAG`.
     public var name: String {
@@ -49,7 +38,6 @@ public struct Ref: Hashable, Sendable, CustomStringConvertible, Comparable, Coda
         string.replacingOccurrences(of: "/", with: "%2F").replacingOccurrences(of: ":", with: "%3A")
     }
 
-    public static func < (lhs: Ref, rhs: Ref) -> Bool { lhs.string < rhs.string }
 
     public static func isValid(_ s: String) -> Bool {
         let bytes = Array(s.utf8)
@@ -72,7 +60,7 @@ public struct Ref: Hashable, Sendable, CustomStringConvertible, Comparable, Coda
 }
 
 /// The name of a remote: one path component, `[A-Za-z0-9][A-Za-z0-9._-]*`, at most 64 bytes.
-public struct RemoteName: Hashable, Sendable, CustomStringConvertible, Comparable, Codable {
+public struct RemoteName: ValidatedName {
     public let string: String
 
     public init(_ string: String) throws {
@@ -84,6 +72,16 @@ public struct RemoteName: Hashable, Sendable, CustomStringConvertible, Comparabl
         self.string = string
     }
 
+}
+
+/// A string that is only ever made by checking it against its grammar; it encodes as the plain string and
+/// decodes through the same check, so a decoded value is as trustworthy as a constructed one.
+public protocol ValidatedName: Hashable, Sendable, CustomStringConvertible, Comparable, Codable {
+    var string: String { get }
+    init(_ string: String) throws
+}
+
+extension ValidatedName {
     public init(from decoder: Decoder) throws {
         try self.init(decoder.singleValueContainer().decode(String.self))
     }
@@ -94,7 +92,7 @@ public struct RemoteName: Hashable, Sendable, CustomStringConvertible, Comparabl
     }
 
     public var description: String { string }
-    public static func < (lhs: RemoteName, rhs: RemoteName) -> Bool { lhs.string < rhs.string }
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.string < rhs.string }
 }
 
 @inline(__always) func isAlnum(_ b: UInt8) -> Bool {

@@ -59,15 +59,7 @@ public final class HTTPTransport: Sendable {
     /// and oversize bodies throw.
     public func get(_ url: String, maxSize: Int, headers: [(String, String)] = []) async throws -> Response {
         if url.hasPrefix("file://") { return try readFileURL(url, maxSize: maxSize) }
-        var request = HTTPClientRequest(url: url)
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
-        let response: HTTPClientResponse
-        do {
-            response = try await client.execute(request, timeout: deadline)
-        } catch {
-            noteFailure(url, error)
-            throw FerryError.failed("\(url): \(describe(error))")
-        }
+        let response = try await send(url, headers: headers)
         var body = Data()
         do {
             for try await buffer in response.body {
@@ -134,16 +126,8 @@ public final class HTTPTransport: Sendable {
             try fresh.finish()
             return
         }
-        var request = HTTPClientRequest(url: url)
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
-        if existing > 0 { request.headers.add(name: "Range", value: "bytes=\(existing)-") }
-        let response: HTTPClientResponse
-        do {
-            response = try await client.execute(request, timeout: deadline)
-        } catch {
-            noteFailure(url, error)
-            throw FerryError.failed("\(url): \(describe(error))")
-        }
+        let range = existing > 0 ? [("Range", "bytes=\(existing)-")] : []
+        let response = try await send(url, headers: headers + range)
         switch response.status.code {
         case 206 where existing > 0:
             break
@@ -183,6 +167,19 @@ public final class HTTPTransport: Sendable {
             throw error.prefixed(url)
         }
         guard fsync(fd) == 0 else { throw ioError("fsync \(path)") }
+    }
+
+    /// Sends a GET and returns the response head; transport failures become one-line errors (and mark an
+    /// unreachable origin).
+    private func send(_ url: String, headers: [(String, String)]) async throws -> HTTPClientResponse {
+        var request = HTTPClientRequest(url: url)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        do {
+            return try await client.execute(request, timeout: deadline)
+        } catch {
+            noteFailure(url, error)
+            throw FerryError.failed("\(url): \(describe(error))")
+        }
     }
 
     /// Orders URLs so that origins known to be unreachable come last (order is otherwise kept).
