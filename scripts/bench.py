@@ -170,7 +170,7 @@ def generate(work, ferry, big_size, file_count):
         os.link(os.path.join(layout, "blobs/sha256", name), os.path.join(push, "blobs/sha256", name))
     shutil.copy(os.path.join(layout, "oci-layout"), push)
     write_index(push, [("big", big), ("files", files)])
-    meta = {"key": key, "big": big, "big2": big2, "files": files, "big_layers": layers, "files_layers": None,
+    meta = {"key": key, "big": big, "big2": big2, "files": files, "big_layers": layers,
             "changed_layer_size": changed[2], "big_size": big_size, "file_count": file_count,
             "big_compressed": sum(l[2] for l in layers)}
     with open(stamp, "w") as f:
@@ -333,6 +333,8 @@ class Services:
             os.unlink("/usr/share/polkit-1/actions/dev.ferry.policy")
         if self.created_user:
             run(["userdel", USER], check=False)
+        # The generated images stay (reused by the next run); the registry copy and scratch homes go.
+        shutil.rmtree(self.t, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------------- measuring

@@ -8,6 +8,8 @@
 # (libFuzzer's stat::number_of_executed_units) and exits non-zero when any target crashed.
 # FUZZ_CONFIG=debug builds faster; FUZZ_SKIP_BUILD=1 reuses the last build; FUZZ_JOBS is passed as -jobs/-workers.
 set -eu
+# A fatalError in a target is a crash for libFuzzer; the Swift backtracer only gets in ASan's way.
+export SWIFT_BACKTRACE=${SWIFT_BACKTRACE:-enable=no}
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 [ $# -gt 0 ] && shift

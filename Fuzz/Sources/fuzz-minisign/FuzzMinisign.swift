@@ -26,3 +26,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = try? MinisignSecretKey(parsing: text, password: nil)
     return 0
 }
+
+/// The entry point SwiftPM's link step names `main` (see Package.swift).
+@_cdecl("fuzz_minisign_main")
+public func fuzzMain_minisign(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    runFuzzer(argc, argv, fuzz)
+}

@@ -10,3 +10,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     _ = try? ImageConfig.parse(input)
     return 0
 }
+
+/// The entry point SwiftPM's link step names `main` (see Package.swift).
+@_cdecl("fuzz_oci_main")
+public func fuzzMain_oci(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    runFuzzer(argc, argv, fuzz)
+}

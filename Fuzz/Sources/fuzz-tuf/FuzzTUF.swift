@@ -15,8 +15,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let input = fuzzInput(data, size)
     if let json = try? TUFJSON.parse(input) {
         if let canonical = try? json.canonicalBytes() {
-            // Canonical form must be a fixed point of parse + canonicalize.
-            guard let again = try? TUFJSON.parse(canonical), (try? again.canonicalBytes()) == canonical else {
+            // Canonical form writes control characters raw (as securesystemslib does), which strict JSON
+            // refuses; when it does parse again it must be a fixed point of parse + canonicalize.
+            if let again = try? TUFJSON.parse(canonical), (try? again.canonicalBytes()) != canonical {
                 fatalError("canonical JSON does not round-trip")
             }
         }
@@ -29,4 +30,10 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                            now: Date(timeIntervalSince1970: 1_700_000_000))
     } catch {}
     return 0
+}
+
+/// The entry point SwiftPM's link step names `main` (see Package.swift).
+@_cdecl("fuzz_tuf_main")
+public func fuzzMain_tuf(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    runFuzzer(argc, argv, fuzz)
 }
