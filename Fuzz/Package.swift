@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 /// libFuzzer targets for Ferry's parsers of untrusted input. Build with `-sanitize=fuzzer,address`
@@ -6,6 +7,9 @@ import PackageDescription
 /// `LLVMFuzzerTestOneInput` and an entry point. SwiftPM on Linux links an executable with `--defsym main=<module>_main`
 /// (its renamed entry point), so each target defines `<module>_main` itself with `@_cdecl` and hands over to
 /// libFuzzer's `LLVMFuzzerRunDriver`; the sources are compiled with `-parse-as-library` (no top-level code).
+/// SwiftPM names a path dependency after its directory (lowercased), whatever the checkout is called.
+let ferry = URL(fileURLWithPath: Context.packageDirectory).deletingLastPathComponent().lastPathComponent.lowercased()
+
 let libraryMode: [SwiftSetting] = [.unsafeFlags(["-parse-as-library"])]
 
 func fuzzTarget(_ name: String, _ dependencies: [Target.Dependency]) -> Target {
@@ -18,12 +22,12 @@ let package = Package(
     targets: [
         .target(name: "CLibFuzzer"),
         .target(name: "FuzzSupport", dependencies: ["CLibFuzzer"]),
-        fuzzTarget("fuzz-oci", [.product(name: "FerryCore", package: "main")]),
-        fuzzTarget("fuzz-claim", [.product(name: "FerryCore", package: "main")]),
-        fuzzTarget("fuzz-minisign", [.product(name: "FerryTrust", package: "main")]),
-        fuzzTarget("fuzz-tuf", [.product(name: "FerryTrust", package: "main")]),
+        fuzzTarget("fuzz-oci", [.product(name: "FerryCore", package: ferry)]),
+        fuzzTarget("fuzz-claim", [.product(name: "FerryCore", package: ferry)]),
+        fuzzTarget("fuzz-minisign", [.product(name: "FerryTrust", package: ferry)]),
+        fuzzTarget("fuzz-tuf", [.product(name: "FerryTrust", package: ferry)]),
         fuzzTarget("fuzz-layer", [
-            .product(name: "FerryCore", package: "main"), .product(name: "FerryArchive", package: "main"),
+            .product(name: "FerryCore", package: ferry), .product(name: "FerryArchive", package: ferry),
         ]),
     ]
 )
