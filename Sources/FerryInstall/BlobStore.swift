@@ -50,7 +50,7 @@ public struct BlobStore: Sendable {
             }
             defer { close(sourceFD) }
             _ = posix_fadvise(sourceFD, 0, 0, POSIX_FADV_SEQUENTIAL)
-            var behind = BlobWriteBehind(fd: fd)
+            var behind = WriteBehind(fd: fd)
             try BlobVerifier.stream(fd: sourceFD, expecting: descriptor, chunkSize: BlobStore.chunkSize) { chunk in
                 try writeAll(fd: fd, data: chunk, what: tmp)
                 behind.wrote(chunk.count)
@@ -132,33 +132,5 @@ func makeDirectory(_ path: String) throws {
         if mkdir(current, 0o755) != 0 && errno != EEXIST {
             throw ioError("create \(current)")
         }
-    }
-}
-
-/// Starts writeback of a blob while it is copied, so the closing `fsync` has little left and dirty pages never
-/// pile up: every 8 MiB, `sync_file_range(2)` starts the window just written and waits for the one before.
-/// Looked up at run time: Swift's Glibc does not export `sync_file_range`.
-struct BlobWriteBehind {
-    static let window: Int64 = 8 << 20
-    private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
-    private static let syncFileRange: SyncFileRange? = {
-        guard let symbol = dlsym(nil, "sync_file_range") else { return nil }
-        return unsafeBitCast(symbol, to: SyncFileRange.self)
-    }()
-
-    let fd: Int32
-    private var written: Int64 = 0
-    private var started: Int64 = 0
-
-    init(fd: Int32) { self.fd = fd }
-
-    mutating func wrote(_ count: Int) {
-        written += Int64(count)
-        guard written - started >= Self.window, let syncFileRange = Self.syncFileRange else { return }
-        _ = syncFileRange(fd, started, written - started, 2 /* SYNC_FILE_RANGE_WRITE */)
-        if started >= Self.window {
-            _ = syncFileRange(fd, started - Self.window, Self.window, 7 /* WAIT_BEFORE | WRITE | WAIT_AFTER */)
-        }
-        started = written
     }
 }

@@ -4,19 +4,8 @@ import Foundation
 import XCTest
 
 /// Several unprivileged users installing and updating the same and different refs at once through one helper.
-final class ConcurrentLoadTests: XCTestCase {
+final class ConcurrentLoadTests: SystemHarnessTestCase {
     static let refs = ["org.example.A/x86_64/stable", "org.example.B/x86_64/stable", "org.example.C/x86_64/stable"]
-    var system: SystemHarness!
-
-    override func setUpWithError() throws {
-        try XCTSkipUnless(getuid() == 0, "system tests start a bus, polkitd and the helper as root")
-        system = try SystemHarness()
-    }
-
-    override func tearDown() {
-        system?.stop()
-        system = nil
-    }
 
     /// Runs every (user, arguments) at once; returns (exit status, output) of each, in order, while polling
     /// `ListInstalled` and recording its latencies.

@@ -8,20 +8,9 @@ import XCTest
 /// state.json agrees with the disk, and nothing is left in `tmp/`; the agent resumes and never uses a corrupt blob.
 ///
 /// The XCTest suite runs a few kills; `make stress` runs the same loops long (`FERRY_STRESS_KILLS`, default 60).
-final class CrashConsistencyTests: XCTestCase {
+final class CrashConsistencyTests: SystemHarnessTestCase {
     static let ref = "org.example.Crash/x86_64/stable"
     static var kills: Int { Int(ProcessInfo.processInfo.environment["FERRY_STRESS_KILLS"] ?? "") ?? 6 }
-    var system: SystemHarness!
-
-    override func setUpWithError() throws {
-        try XCTSkipUnless(getuid() == 0, "system tests start a bus, polkitd and the helper as root")
-        system = try SystemHarness()
-    }
-
-    override func tearDown() {
-        system?.stop()
-        system = nil
-    }
 
     /// Watches the helper's `Progress` signals with `gdbus monitor`.
     final class ProgressWatch {

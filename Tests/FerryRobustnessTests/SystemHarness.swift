@@ -3,6 +3,21 @@ import FerryTestSupport
 import Foundation
 import XCTest
 
+/// A test class whose tests each get a fresh ``SystemHarness`` (skipped unless root).
+class SystemHarnessTestCase: XCTestCase {
+    var system: SystemHarness!
+
+    override func setUpWithError() throws {
+        try XCTSkipUnless(getuid() == 0, "system tests start a bus, polkitd and the helper as root")
+        system = try SystemHarness()
+    }
+
+    override func tearDown() {
+        system?.stop()
+        system = nil
+    }
+}
+
 /// A published image whose every file the test knows, to check a deployment file by file.
 struct KnownImage {
     var ref: String

@@ -8,8 +8,8 @@
 /// Every ``window`` bytes: `sync_file_range(SYNC_FILE_RANGE_WRITE)` on the window just written, then a wait for
 /// the window before it. Durability still comes from the caller's `fsync`; this only spreads the work out.
 /// The corresponding C function is `sync_file_range(2)`, looked up at run time (Swift's Glibc does not export it).
-struct WriteBehind {
-    static let window: Int64 = 8 << 20
+public struct WriteBehind {
+    public static let window: Int64 = 8 << 20
 
     private typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
     private static let syncFileRange: SyncFileRange? = {
@@ -20,18 +20,18 @@ struct WriteBehind {
     private static let write: UInt32 = 2  // SYNC_FILE_RANGE_WRITE
     private static let waitAll: UInt32 = 1 | 2 | 4  // WAIT_BEFORE | WRITE | WAIT_AFTER
 
-    let fd: Int32
+    public let fd: Int32
     private var written: Int64
     private var started: Int64
 
     /// `offset`: where the file's new bytes begin (a resumed download continues after what is there).
-    init(fd: Int32, offset: Int64 = 0) {
+    public init(fd: Int32, offset: Int64 = 0) {
         self.fd = fd
         written = offset
         started = offset
     }
 
-    mutating func wrote(_ count: Int) {
+    public mutating func wrote(_ count: Int) {
         written += Int64(count)
         guard written - started >= WriteBehind.window, let syncFileRange = WriteBehind.syncFileRange else { return }
         _ = syncFileRange(fd, started, written - started, WriteBehind.write)
