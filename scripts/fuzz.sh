@@ -32,8 +32,10 @@ for target in $targets; do
     mkdir -p "$work" "$artifacts" "$(dirname "$log")"
     echo "== $target: ${seconds}s (log: $log)"
     status=0
-    "$bin/$target" "$work" "Fuzz/corpus/$target" -max_total_time="$seconds" -print_final_stats=1 \
+    rm -rf "$scratch/tmp" && mkdir -p "$scratch/tmp"   # the targets' scratch files (TMPDIR), removed afterwards
+    TMPDIR=$scratch/tmp "$bin/$target" "$work" "Fuzz/corpus/$target" -max_total_time="$seconds" -print_final_stats=1 \
         -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$artifacts" >"$log" 2>&1 || status=$?
+    rm -rf "$scratch/tmp"
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 || true)
     line="$target: ${execs:-?} executions, $cov, exit $status"
