@@ -21,20 +21,12 @@ struct DebugHashCommand: ParsableCommand {
         guard fd >= 0 else { throw ioError("open \(file)") }
         defer { close(fd) }
         guard chunkSize > 0 && chunkSize <= 1 << 30 else { throw ValidationError("bad chunk size") }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
-        defer { buffer.deallocate() }
         var hasher = DigestHasher(algorithm)
         var total = 0
         let start = DispatchTime.now().uptimeNanoseconds
-        while true {
-            let n = read(fd, buffer.baseAddress, chunkSize)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ioError("read \(file)")
-            }
-            if n == 0 { break }
-            hasher.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-            total += n
+        try readChunks(fd: fd, chunkSize: chunkSize, what: file) { chunk in
+            hasher.update(chunk)
+            total += chunk.count
         }
         let digest = hasher.finalize()
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9

@@ -55,16 +55,7 @@ public struct BlobVerifier: Sendable {
     public static func stream(fd: Int32, expecting descriptor: Descriptor, chunkSize: Int = 1 << 20,
                               _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         var verifier = BlobVerifier(descriptor)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
-        defer { buffer.deallocate() }
-        while true {
-            let n = read(fd, buffer.baseAddress, chunkSize)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ioError("read blob \(descriptor.digest.short)")
-            }
-            if n == 0 { break }
-            let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+        try readChunks(fd: fd, chunkSize: chunkSize, what: "blob \(descriptor.digest.short)") { chunk in
             try verifier.consume(chunk)
             try body(chunk)
         }

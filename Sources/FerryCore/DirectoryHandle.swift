@@ -156,6 +156,23 @@ public func readAll(fd: Int32, maxSize: Int, what: String) throws -> Data {
     }
 }
 
+/// Reads `fd` from its current offset to the end in chunks of `chunkSize`, handing each to `body`
+/// (`read(2)`, retried on EINTR). `what` names the file in errors.
+public func readChunks(fd: Int32, chunkSize: Int = 64 * 1024, what: String,
+                       _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, chunkSize), alignment: 16)
+    defer { buffer.deallocate() }
+    while true {
+        let n = read(fd, buffer.baseAddress, buffer.count)
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw ioError("read \(what)")
+        }
+        if n == 0 { return }
+        try body(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+    }
+}
+
 func dup(checking fd: Int32) throws -> Int32 {
     let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
     guard copy >= 0 else { throw FerryError.failed("dup failed: \(errnoString())") }

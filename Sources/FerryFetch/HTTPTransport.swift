@@ -214,18 +214,7 @@ extension BlobVerifier {
     /// Feeds a file's current contents (from offset 0) into `verifier`, leaving the offset at the end.
     static func streamPrefix(fd: Int32, into verifier: inout BlobVerifier) throws {
         _ = lseek(fd, 0, SEEK_SET)
-        let size = 1 << 20
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
-        defer { buffer.deallocate() }
-        while true {
-            let n = read(fd, buffer.baseAddress, size)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ioError("read partial blob")
-            }
-            if n == 0 { return }
-            try verifier.consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-        }
+        try readChunks(fd: fd, what: "partial blob") { try verifier.consume($0) }
     }
 }
 

@@ -36,6 +36,8 @@ public struct DeployPlan: Sendable {
     public var manifestDescriptor: Descriptor
     public var manifest: Manifest
     public var claim: VerifiedClaim
+    /// The signatures the claim was verified from: these are what the deployment keeps, never a second read.
+    public var signatures: SignatureSet
     public var decision: TimestampPolicy.Decision
     public var digest: Digest { manifestDescriptor.digest }
 }
@@ -118,7 +120,7 @@ public final class Installer: @unchecked Sendable {
             installed: installed != nil && installed?.digest == recorded?.digest,
             now: request.now, allowDowngrade: request.allowDowngrade)
         return DeployPlan(ref: ref, remote: request.remote.name, manifestDescriptor: descriptor, manifest: manifest,
-                          claim: claim, decision: decision)
+                          claim: claim, signatures: signatures, decision: decision)
     }
 
     /// Deploys `request.ref` from `source`. `authorize` sees the plan before anything is written and may throw
@@ -181,13 +183,12 @@ public final class Installer: @unchecked Sendable {
             throw FerryError.digestMismatch(
                 "image config lists \(config.rootfs.diff_ids.count) diff_ids for \(plan.manifest.layers.count) layers")
         }
-        let signatures = try source.signatures(ref: request.ref, digest: plan.digest)
         progress(.verify, 1, 1)
 
         // Extract into a fresh directory under tmp/, then move it into deploy/.
         if !isCompleteDeployment(target) {
-            try extract(plan: plan, config: configData, diffIDs: config.rootfs.diff_ids, signatures: signatures,
-                        into: target, progress: progress)
+            try extract(plan: plan, config: configData, diffIDs: config.rootfs.diff_ids, into: target,
+                        progress: progress)
         }
 
         // Commit: the link rename is the switch; state follows.
@@ -211,7 +212,7 @@ public final class Installer: @unchecked Sendable {
         FileManager.default.fileExists(atPath: path + "/deployment.json")
     }
 
-    private func extract(plan: DeployPlan, config: Data, diffIDs: [Digest], signatures: SignatureSet,
+    private func extract(plan: DeployPlan, config: Data, diffIDs: [Digest],
                          into target: String, progress: (DeployPhase, UInt64, UInt64) -> Void) throws {
         try makeDirectory(paths.tmp)
         let work = "\(paths.tmp)/deploy-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -240,10 +241,10 @@ public final class Installer: @unchecked Sendable {
         try AtomicFile.write(plan.claim.claim.serialized(), to: work + "/claim.json")
         let sigDir = work + "/signatures"
         try makeDirectory(sigDir)
-        for (i, sig) in signatures.gpg.enumerated() {
+        for (i, sig) in plan.signatures.gpg.enumerated() {
             try AtomicFile.write(sig, to: "\(sigDir)/\(SignatureSet.gpgFileName(i + 1))")
         }
-        for (i, pair) in signatures.ed25519.enumerated() {
+        for (i, pair) in plan.signatures.ed25519.enumerated() {
             try AtomicFile.write(pair.claim, to: "\(sigDir)/\(SignatureSet.claimFileName(i + 1))")
             try AtomicFile.write(pair.minisig, to: "\(sigDir)/\(SignatureSet.minisigFileName(i + 1))")
         }

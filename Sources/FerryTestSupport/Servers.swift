@@ -13,7 +13,7 @@ public final class StaticServer: @unchecked Sendable {
         self.root = root
         logPath = scratch.file("http-\(UInt32.random(in: 0...UInt32.max)).log")
         faultsPath = logPath + ".faults.json"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let out = try PipePair()
         child = try Child(["/usr/bin/python3", Testbed.repositoryRoot() + "/scripts/test-http-server.py", "--root", root,
                            "--log", logPath, "--faults", faultsPath], fds: [1: out.write])

@@ -171,6 +171,22 @@ public final class Testbed: @unchecked Sendable {
         return try Command.run(["runuser", "-u", user, "--", "env", "-i"] + envArgs + [BuiltProducts.ferry] + arguments)
     }
 
+    /// A staged layout as an agent would leave it: a copy of `layout` in this testbed, owned by `user`.
+    public func stageCopy(of layout: String, owner user: String) throws -> String {
+        let dir = directory.file("stage-\(UInt32.random(in: 0...UInt32.max))")
+        try Command.check(["cp", "-a", layout, dir])
+        try Command.check(["chown", "-R", "\(user):\(user)", dir])
+        return dir
+    }
+
+    /// Calls the helper with python3-dbus (`scripts/test-dbus-client.py`, an independent client) as `user`;
+    /// its one-line answer: `OK …` or `ERROR <name> <message>`.
+    public func dbusClient(_ user: String, _ arguments: [String]) throws -> String {
+        try Command.run(["runuser", "-u", user, "--", "/usr/bin/python3",
+                         Testbed.repositoryRoot() + "/scripts/test-dbus-client.py", busAddress] + arguments)
+            .out.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
     /// Configures a system remote directly in the relocated /etc (as an administrator would drop a file).
     public func writeSystemRemote(name: String, toml: String, keys: [String: Data]) throws {
         let dir = root + "/etc/ferry/remotes.d"

@@ -9,10 +9,7 @@ final class HelperAttackTests: SystemTestCase {
 
     /// A staged layout as the agent would leave it: a copy of the publisher's layout owned by `ferryt-alice`.
     func stage() throws -> String {
-        let dir = fixture.scratch.file("stage-\(UInt32.random(in: 0...UInt32.max))")
-        try Command.check(["cp", "-a", fixture.publisher.layout, dir])
-        try Command.check(["chown", "-R", "ferryt-alice:ferryt-alice", dir])
-        return dir
+        try fixture.stagePublishedLayout()
     }
 
     /// The largest blob of the staged image (its layer).

@@ -53,9 +53,12 @@ final class SystemFixture {
 
     /// Calls the helper directly with python3-dbus as `user` (an independent client).
     func dbusClient(_ user: String, _ arguments: [String]) throws -> String {
-        try Command.run(["runuser", "-u", user, "--", "/usr/bin/python3",
-                         Testbed.repositoryRoot() + "/scripts/test-dbus-client.py", testbed.busAddress] + arguments)
-            .out.trimmingCharacters(in: .whitespacesAndNewlines)
+        try testbed.dbusClient(user, arguments)
+    }
+
+    /// The publisher's layout staged for the helper as `ferryt-alice` would hand it over.
+    func stagePublishedLayout() throws -> String {
+        try testbed.stageCopy(of: publisher.layout, owner: "ferryt-alice")
     }
 
     func stop() {

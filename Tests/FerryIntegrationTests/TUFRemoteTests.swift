@@ -74,10 +74,7 @@ final class TUFRemoteTests: SystemTestCase {
     /// The served layout as a staging directory owned by `ferryt-alice`, `tuf/` included: what an agent that
     /// skipped its own checks would hand the helper.
     func stageServedLayout() throws -> String {
-        let dir = fixture.scratch.file("stage-\(UInt32.random(in: 0...UInt32.max))")
-        try Command.check(["cp", "-a", fixture.publisher.layout, dir])
-        try Command.check(["chown", "-R", "ferryt-alice:ferryt-alice", dir])
-        return dir
+        try fixture.stagePublishedLayout()
     }
 
     func deployDirectly(_ stage: String) throws -> String {

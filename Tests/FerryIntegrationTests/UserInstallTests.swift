@@ -245,7 +245,7 @@ final class UserInstallTests: XCTestCase {
         return try FileManager.default.contentsOfDirectory(atPath: dir).max { a, b in
             let sa = (try? FileManager.default.attributesOfItem(atPath: dir + "/" + a)[.size] as? Int) ?? 0
             let sb = (try? FileManager.default.attributesOfItem(atPath: dir + "/" + b)[.size] as? Int) ?? 0
-            return (sa ?? 0) < (sb ?? 0)
+            return sa < sb
         } ?? ""
     }
 }

@@ -39,12 +39,8 @@ final class DiskFullTests: XCTestCase {
         XCTAssertTrue(update.err.contains("no space left on device"), update.err)
 
         // The same refusal seen by an independent D-Bus client carries the NoSpace error name.
-        let stage = harness.scratch.file("stage")
-        try Command.check(["cp", "-a", harness.publisher.layout, stage])
-        try Command.check(["chown", "-R", "ferryt-alice:ferryt-alice", stage])
-        let direct = try Command.run(["runuser", "-u", "ferryt-alice", "--", "/usr/bin/python3",
-                                      Testbed.repositoryRoot() + "/scripts/test-dbus-client.py",
-                                      harness.testbed.busAddress, "deploy", stage, "demo", ref]).out
+        let stage = try harness.testbed.stageCopy(of: harness.publisher.layout, owner: "ferryt-alice")
+        let direct = try harness.testbed.dbusClient("ferryt-alice", ["deploy", stage, "demo", ref])
         XCTAssertTrue(direct.hasPrefix("ERROR dev.ferry.Error.NoSpace"), direct)
 
         let after = try harness.assertConsistent([ref: [v1, v2]])
