@@ -1,5 +1,6 @@
 # Robustness (issue 7): the long crash loop. The same tests run with a few kills inside `make test`.
-#   make stress                  60 helper kills during deploys + agent kills during downloads (as root)
+#   make stress                  60 helper kills during deploys (every fifth aimed at a step of the commit with
+#                                strace) + agent kills during downloads (as root)
 #   make stress STRESS_KILLS=200
 STRESS_KILLS ?= 60
 

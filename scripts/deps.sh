@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   pkg-config libsodium-dev libgpgme-dev libsystemd-dev libarchive-dev libzstd-dev zlib1g-dev
   dbus polkitd systemd gnupg skopeo umoci docker-registry minisign signify-openbsd zstd
-  python3 python3-dbus curl ca-certificates passwd util-linux procps faketime time libglib2.0-bin
+  python3 python3-dbus curl ca-certificates passwd util-linux procps faketime time libglib2.0-bin strace
 )
 pip_packages=(tuf==7.0.1 securesystemslib==1.6.0 "cryptography>=42")
 

@@ -5,26 +5,33 @@ import Foundation
 
 /// Durable replacement of small files: write a temporary file beside the target, `fsync` it, `rename(2)` it
 /// over the target, then `fsync` the directory. A crash at any point leaves the old or the new content.
+///
+/// The temporary file is `.NAME.tmp-PID-RANDOM`, made and renamed through one descriptor of the directory, so a
+/// rename of the directory half way cannot split the two. A crash between its creation and the rename leaves it
+/// behind; ``sweep(_:)`` removes such files once their process is gone.
 public enum AtomicFile {
     public static func write(_ data: Data, to path: String, mode: mode_t = 0o644) throws {
-        let url = URL(fileURLWithPath: path)
-        let dir = url.deletingLastPathComponent().path
-        let tmp = "\(dir)/.\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
-        guard fd >= 0 else { throw ioError("cannot create \(tmp)") }
+        let dir = (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dfd >= 0 else { throw ioError("open \(dir)") }
+        defer { close(dfd) }
+        let tmp = ".\(name)\(marker)\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard fd >= 0 else { throw ioError("cannot create \(dir)/\(tmp)") }
         var ok = false
         defer {
-            if !ok { unlink(tmp) }
+            if !ok { unlinkat(dfd, tmp, 0) }
         }
         do {
             defer { close(fd) }
-            try writeAll(fd: fd, data: data, what: tmp)
+            try writeAll(fd: fd, data: data, what: "\(dir)/\(tmp)")
             _ = fchmod(fd, mode)
-            guard fsync(fd) == 0 else { throw ioError("fsync \(tmp)") }
+            guard fsync(fd) == 0 else { throw ioError("fsync \(dir)/\(tmp)") }
         }
-        guard rename(tmp, path) == 0 else { throw ioError("rename to \(path)") }
+        guard renameat(dfd, tmp, dfd, name) == 0 else { throw ioError("rename to \(path)") }
         ok = true
-        try syncDirectory(dir)
+        guard fsync(dfd) == 0 else { throw ioError("fsync \(dir)") }
     }
 
     /// `fsync` on a directory, making a rename or unlink in it durable.
@@ -33,6 +40,24 @@ public enum AtomicFile {
         guard dfd >= 0 else { throw ioError("open \(dir)") }
         defer { close(dfd) }
         guard fsync(dfd) == 0 else { throw ioError("fsync \(dir)") }
+    }
+
+    static let marker = ".tmp-"
+
+    /// Removes the temporary files that writers which no longer run left in `dir` (not below it).
+    /// Returns the names removed.
+    @discardableResult
+    public static func sweep(_ dir: String) -> [String] {
+        var removed: [String] = []
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+            guard name.hasPrefix("."), let range = name.range(of: marker, options: .backwards) else { continue }
+            let parts = name[range.upperBound...].split(separator: "-")
+            guard parts.count == 2, let pid = Int32(parts[0]), UInt32(parts[1]) != nil else { continue }
+            // Only files of processes that are gone: this process or a live one may be writing still.
+            guard pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            if unlink("\(dir)/\(name)") == 0 { removed.append(name) }
+        }
+        return removed
     }
 }
 

@@ -304,7 +304,7 @@ public final class Installer: @unchecked Sendable {
         }
         unlink(paths.installedLink(ref))
         removeEmptyParents((paths.installedLink(ref) as NSString).deletingLastPathComponent, upTo: paths.installed)
-        var exports = Exports(paths: paths)
+        let exports = Exports(paths: paths)
         exports.remove(installation.exports ?? [])
         state.installed[ref.string] = nil
         try state.save(to: paths.stateFile, mode: stateMode)
@@ -317,7 +317,12 @@ public final class Installer: @unchecked Sendable {
 
     /// Sweeps what an interrupted run left behind and makes state agree with the links on disk.
     /// Called at helper start and before each agent operation; safe to repeat.
-    public func recover() throws {
+    ///
+    /// With `collectingGarbage`, it also drops blobs no kept deployment needs, which a crash between the state
+    /// write and the garbage collection of a commit leaves. Only a caller that is the sole user of the store may
+    /// ask for it: the helper at start, before it takes requests. Agents of one user can run side by side and see
+    /// no pins of each other's deploys in progress, so they leave the blobs to the next commit's collection.
+    public func recover(collectingGarbage: Bool = false) throws {
         // The skeleton exists from the start, so a refused deploy leaves the tree exactly as it found it.
         for dir in [paths.root, paths.locks, paths.tmp, paths.deploy, paths.installed, "\(paths.blobs)/sha256"] {
             try makeDirectory(dir)
@@ -325,6 +330,9 @@ public final class Installer: @unchecked Sendable {
         let stateLock = try FileLock(path: "\(paths.locks)/state.lock")
         defer { stateLock.unlock() }
         sweepTemporary()
+        sweepTemporaryLinks()
+        // Half-written state and exports (AtomicFile's temporary files) of a crashed writer.
+        for dir in [paths.root, paths.exportsBin, paths.exportsApplications] { AtomicFile.sweep(dir) }
         var state = try state()
         var changed = false
         for (key, installation) in state.installed {
@@ -380,6 +388,7 @@ public final class Installer: @unchecked Sendable {
             guard let ref = try? Ref(key) else { continue }
             removeDeployments(of: ref, keeping: [installation.deployment, installation.previous].compactMap { $0 })
         }
+        if collectingGarbage { collectGarbage(state) }
     }
 
     /// Forgets the timestamp records of a remote (`ConfigureRemote` with `reset-rollback-state`).
@@ -400,6 +409,20 @@ public final class Installer: @unchecked Sendable {
             let parts = name.split(separator: "-")
             if parts.count >= 2, let pid = Int32(parts[1]), pid != getpid(), kill(pid, 0) == 0 { continue }
             try? LayerExtractor.removeTree("\(paths.tmp)/\(name)")
+        }
+    }
+
+    /// Removes the temporary links a crashed process left under installed/ (`.NAME.new-PID`, see
+    /// ``replaceSymlink(at:pointingTo:)``), unless that process still runs.
+    private func sweepTemporaryLinks() {
+        guard let enumerator = FileManager.default.enumerator(atPath: paths.installed) else { return }
+        while let item = enumerator.nextObject() as? String {
+            let name = (item as NSString).lastPathComponent
+            guard name.hasPrefix("."), let marker = name.range(of: ".new-", options: .backwards),
+                let pid = Int32(name[marker.upperBound...])
+            else { continue }
+            if pid != getpid(), kill(pid, 0) == 0 { continue }
+            unlink("\(paths.installed)/\(item)")
         }
     }
 
@@ -479,8 +502,11 @@ struct DeploymentRecord: Codable {
 }
 
 /// Points `link` at `target` atomically: a new symlink beside it, renamed over the old one.
+///
+/// The new link is made beside the old one as `.NAME.new-PID`: a dot name is never a ref component, so a link left
+/// by a crash before the rename is never mistaken for an installed ref, and ``Installer/recover()`` removes it.
 func replaceSymlink(at link: String, pointingTo target: String) throws {
-    let tmp = "\(link).new-\(getpid())"
+    let tmp = temporaryLinkPath(link)
     unlink(tmp)
     guard symlink(target, tmp) == 0 else { throw ioError("symlink \(tmp)") }
     guard rename(tmp, link) == 0 else {
@@ -489,4 +515,10 @@ func replaceSymlink(at link: String, pointingTo target: String) throws {
         throw error
     }
     try AtomicFile.syncDirectory((link as NSString).deletingLastPathComponent)
+}
+
+/// Where ``replaceSymlink(at:pointingTo:)`` makes the new link for `link` in this process.
+func temporaryLinkPath(_ link: String) -> String {
+    let url = URL(fileURLWithPath: link)
+    return "\(url.deletingLastPathComponent().path)/.\(url.lastPathComponent).new-\(getpid())"
 }

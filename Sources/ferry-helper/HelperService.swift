@@ -37,7 +37,8 @@ final class HelperService: @unchecked Sendable {
         remotes = RemoteStore(directory: joinPath(root, "etc/ferry/remotes.d"), scope: .system)
         installer = Installer(paths: paths, ownership: .root)
         // Sweep what a crash left and make state agree with the links before answering anyone.
-        try installer.recover()
+        try installer.recover(collectingGarbage: true)
+        AtomicFile.sweep(joinPath(root, "etc/ferry/remotes.d"))
         connection = try HelperService.connect(busAddress)
     }
 

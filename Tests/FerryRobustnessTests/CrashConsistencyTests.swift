@@ -75,6 +75,16 @@ final class CrashConsistencyTests: SystemHarnessTestCase {
                                             layers: 4, filesPerLayer: 60, fileSize: 8192)
                 images.append(latest)
             }
+            // Every fifth kill is aimed at a step of the commit, which is too short to hit by timing.
+            let steps = try commitSteps(images: Array(images.dropLast()))
+            if attempts % 5 == 0, images.count >= 2, let current = system.activeHex(Self.ref),
+                current == images[images.count - 2].digest.hex, !steps.isEmpty
+            {
+                try killAtCommitStep(steps[(attempts / 5) % steps.count], old: images[images.count - 2], new: latest)
+                killed += 1
+                landed["commit (strace)", default: 0] += 1
+                continue
+            }
             let (agent, output) = try system.startAgent("ferryt-alice", ["update", "--system", "--no-interaction"])
             // Wait for the helper to start this deploy, then kill it somewhere inside it.
             var phases: [String] = []
@@ -122,8 +132,84 @@ final class CrashConsistencyTests: SystemHarnessTestCase {
 
     func testHelperKilledDuringDeploysAlwaysLeavesOneCompleteDeployment() throws {
         let landed = try helperKillLoop(kills: Self.kills)
-        XCTAssertGreaterThanOrEqual(landed.keys.filter { ["copy", "verify", "extract", "commit"].contains($0) }.count, 2,
+        XCTAssertGreaterThanOrEqual(Set(landed.keys.compactMap { $0.split(separator: " ").first.map(String.init) })
+            .intersection(["copy", "verify", "extract", "commit"]).count, 2,
                                     "kills spread over several phases: \(landed)")
+    }
+
+    /// One kill at each step of the commit phase, aimed with strace (``SyscallTrap``): the link names the old or
+    /// the new deployment as that step implies, and after a restart state agrees with it and nothing is left over;
+    /// the next update finishes the job and leaves no blob that no kept deployment needs.
+    func testHelperKilledAtEachStepOfTheCommitRecovers() throws {
+        var timestamp: Int64 = 1_700_000_000
+        var images = [try system.publish(ref: Self.ref, version: "v0", timestamp: timestamp, layers: 2,
+                                         filesPerLayer: 10)]
+        let install = try system.agent("ferryt-alice", "install", "--system", "demo", Self.ref, "--no-interaction")
+        XCTAssertEqual(install.status, 0, install.err)
+        var fired: [String] = []
+        var round = 0
+        while true {
+            let steps = try commitSteps(images: images)
+            timestamp += 10
+            images.append(try system.publish(ref: Self.ref, version: "v\(images.count)", timestamp: timestamp,
+                                             layers: 2, filesPerLayer: 10))
+            if !steps.contains(where: { $0.name == "garbage collection" })
+                || !steps.contains(where: { $0.name.hasPrefix("superseded") })
+            {
+                // The first updates only build up a previous deployment and blobs to collect.
+                let update = try system.agent("ferryt-alice", "update", "--system", "--no-interaction")
+                XCTAssertEqual(update.status, 0, update.err)
+                continue
+            }
+            guard round < steps.count else { break }
+            let step = steps[round]
+            round += 1
+            try killAtCommitStep(step, old: images[images.count - 2], new: images[images.count - 1])
+            fired.append(step.name)
+        }
+        print("helper kills in the commit phase: \(fired.joined(separator: ", "))")
+        XCTAssertEqual(fired.count, 8)
+    }
+
+    /// The commit steps of the next update, given the images published so far (the last one is active): the
+    /// deployment state keeps as previous is superseded, and the manifest blob of the image before it collected.
+    func commitSteps(images: [KnownImage]) throws -> [CommitStep] {
+        let superseded = try system.state().installed[Self.ref]?.previous.map { system.stateRoot + "/" + $0 }
+        let garbage = images.count >= 2
+            ? system.stateRoot + "/blobs/sha256/" + images[images.count - 2].digest.hex : nil
+        return CommitStep.all(root: system.stateRoot, ref: Self.ref, helper: try XCTUnwrap(system.testbed.helperPID),
+                              superseded: superseded,
+                              garbage: garbage.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil })
+    }
+
+    /// Runs an update with the helper trapped at `step`, checks the link the step implies, restarts the helper,
+    /// checks consistency, and finishes the update.
+    func killAtCommitStep(_ step: CommitStep, old: KnownImage, new: KnownImage) throws {
+        let pid = try XCTUnwrap(system.testbed.helperPID)
+        let trap = try SyscallTrap(pid: pid, path: step.path, syscalls: step.syscalls, occurrence: step.occurrence,
+                                   log: system.scratch.file("strace-\(UInt32.random(in: 0...UInt32.max)).log"))
+        let update = try system.agent("ferryt-alice", "update", "--system", "--no-interaction")
+        var died = false
+        for _ in 0..<200 where !died {
+            died = system.testbed.helperPID == nil
+            if !died { usleep(10_000) }
+        }
+        trap.disarm()
+        XCTAssertTrue(died, "\(step.name): the trap did not fire; the update said: \(update.out)\(update.err)"
+                      + "strace saw:\n\(trap.seen.suffix(3000))")
+        XCTAssertNotEqual(update.status, 0, "\(step.name): the update reported success")
+        let expected = step.switched ? new : old
+        XCTAssertEqual(system.activeHex(Self.ref), expected.digest.hex, "\(step.name): the link before recovery")
+
+        system.testbed.stopHelper(signal: SIGKILL)
+        try system.testbed.startHelper()
+        let active = try system.assertConsistent([Self.ref: [old, new]])
+        XCTAssertEqual(active[Self.ref]?.digest, expected.digest, "\(step.name): after recovery")
+
+        let retry = try system.agent("ferryt-alice", "update", "--system", "--no-interaction")
+        XCTAssertEqual(retry.status, 0, "\(step.name): \(retry.err)")
+        XCTAssertEqual(try system.assertConsistent([Self.ref: [old, new]])[Self.ref]?.digest, new.digest)
+        try system.assertNoOrphanBlobs()
     }
 
     /// The agent as `ferryt-carol` through `setpriv` (which execs, so the pid is the agent's own).

@@ -171,9 +171,37 @@ final class SystemHarness {
                                file: file, line: line)
             }
         }
+        var linked: [String] = []
+        let walker = FileManager.default.enumerator(atPath: stateRoot + "/installed")
+        while let item = walker?.nextObject() as? String {
+            var st = stat()
+            if lstat(stateRoot + "/installed/" + item, &st) == 0, (st.st_mode & S_IFMT) != S_IFDIR { linked.append(item) }
+        }
+        XCTAssertEqual(Set(linked), Set(active.keys), "entries under installed/", file: file, line: line)
+        XCTAssertEqual(Set(state.installed.keys), Set(active.keys), "refs in state.json", file: file, line: line)
+        let halfWritten = ((try? FileManager.default.contentsOfDirectory(atPath: stateRoot)) ?? []).filter {
+            $0.hasPrefix(".") && $0.contains(".tmp-")
+        }
+        XCTAssertEqual(halfWritten, [], "temporary files in the state directory", file: file, line: line)
         let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/tmp")) ?? []
         XCTAssertEqual(leftovers, [], "left in tmp/", file: file, line: line)
         return active
+    }
+
+    /// Every blob in the helper's storage belongs to a deployment state keeps (active or previous).
+    func assertNoOrphanBlobs(file: StaticString = #filePath, line: UInt = #line) throws {
+        var referenced = Set<String>()
+        for installation in try state().installed.values {
+            for deployment in [installation.deployment, installation.previous].compactMap({ $0 }) {
+                let data = try Data(contentsOf: URL(fileURLWithPath: "\(stateRoot)/\(deployment)/manifest.json"))
+                let manifest = try Manifest.parse(data)
+                referenced.insert(Digest.of(data).hex)
+                referenced.insert(manifest.config.digest.hex)
+                for layer in manifest.layers { referenced.insert(layer.digest.hex) }
+            }
+        }
+        let stored = Set((try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/blobs/sha256")) ?? [])
+        XCTAssertEqual(stored.subtracting(referenced), [], "blobs no kept deployment needs", file: file, line: line)
     }
 
     func stop() {
