@@ -41,8 +41,10 @@ public final class Child: @unchecked Sendable {
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
 
         // Run from `directory` through the shell (glibc's addchdir is not visible to Swift).
-        let arguments = directory.map { ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", $0] + arguments } ?? arguments
-        let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+        let arguments = Sanitizer.passedThrough(
+            directory.map { ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", $0] + arguments } ?? arguments)
+        let env = (environment.map { $0.merging(Sanitizer.options) { given, _ in given } }
+            ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         var envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
         defer {
@@ -118,5 +120,31 @@ final class PipePair {
     deinit {
         closeRead()
         closeWrite()
+    }
+}
+
+/// The sanitizer runtime's options (`ASAN_OPTIONS`, `LSAN_OPTIONS`, `UBSAN_OPTIONS`) reach every child, even one
+/// started with a clean environment or through `env -i`, so a sanitizer build checks the helper and the agents the
+/// tests start as well as the test process (`make asan`).
+public enum Sanitizer {
+    static let names = ["ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS"]
+
+    public static var options: [String: String] {
+        ProcessInfo.processInfo.environment.filter { names.contains($0.key) }
+    }
+
+    /// Whether this run is under AddressSanitizer (`make asan` sets `ASAN_OPTIONS`).
+    public static var isAddress: Bool { options["ASAN_OPTIONS"] != nil }
+
+    /// `arguments` with the options inserted after each `env -i`, which would drop them.
+    static func passedThrough(_ arguments: [String]) -> [String] {
+        let extra = options.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        guard !extra.isEmpty else { return arguments }
+        var result: [String] = []
+        for (i, argument) in arguments.enumerated() {
+            result.append(argument)
+            if argument == "-i", i > 0, arguments[i - 1] == "env" { result += extra }
+        }
+        return result
     }
 }

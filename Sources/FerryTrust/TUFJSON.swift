@@ -8,7 +8,7 @@ import Foundation
 /// integers beyond 2^53 and compares object keys by Unicode equivalence, any of which would change the bytes a
 /// signature covers. Integers are kept as their decimal text; fractions and exponents are kept too but cannot be
 /// canonicalized (securesystemslib refuses floats, so a document holding one verifies under no key).
-public indirect enum TUFJSON: Sendable, Equatable {
+public enum TUFJSON: Sendable, Equatable {
     case null
     case bool(Bool)
     /// An integer, as its decimal text (`-?(0|[1-9][0-9]*)`).
