@@ -121,7 +121,10 @@ public final class Fetcher: Sendable {
         while flock(lock, LOCK_EX) != 0 {
             guard errno == EINTR else { throw ioError("lock \(partial)") }
         }
-        if isCached(descriptor) { return }
+        if isCached(descriptor) {
+            unlink(partial + ".lock")
+            return
+        }
         var errors: [String] = []
         for url in transport.preferReachable(source.blobURLs(descriptor.digest, ref: ref)) {
             do {
@@ -132,6 +135,9 @@ public final class Fetcher: Sendable {
                 guard rename(partial, cachedBlobPath(descriptor.digest)) == 0 else {
                     throw ioError("rename \(partial)")
                 }
+                // The lock file goes too, still held: whoever takes it next, or a new one at that path, finds the
+                // blob cached and writes nothing. Without this, one empty file per blob ever fetched would stay.
+                unlink(partial + ".lock")
                 return
             } catch let error as FerryError {
                 errors.append(error.message)

@@ -116,6 +116,7 @@ final class CrashConsistencyTests: SystemHarnessTestCase {
             let hex = system.activeHex(Self.ref)
             XCTAssertTrue(images.suffix(2).contains { $0.digest.hex == hex }, "active \(hex ?? "none") after a kill in \(phase)")
             try system.testbed.startHelper()
+            try system.assertNoStaging("ferryt-alice")
             let active = try system.assertConsistent([Self.ref: Array(images.suffix(2))])
             XCTAssertNotNil(active[Self.ref], "\(phase): nothing active; agent said: \(String(describing: try? String(contentsOfFile: output, encoding: .utf8)))")
         }
@@ -203,6 +204,7 @@ final class CrashConsistencyTests: SystemHarnessTestCase {
 
         system.testbed.stopHelper(signal: SIGKILL)
         try system.testbed.startHelper()
+        try system.assertNoStaging("ferryt-alice")
         let active = try system.assertConsistent([Self.ref: [old, new]])
         XCTAssertEqual(active[Self.ref]?.digest, expected.digest, "\(step.name): after recovery")
 
@@ -269,6 +271,10 @@ final class CrashConsistencyTests: SystemHarnessTestCase {
             finished = run.status == 0
         }
         XCTAssertTrue(finished)
+        // Staged layouts of the killed runs are swept; partial files are gone once their blobs are in the cache.
+        try system.assertNoStaging("ferryt-carol")
+        XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: partial)) ?? [], [],
+                       "partial downloads and their locks after a complete install")
         resumed = system.server.requests().filter { $0.range != nil && $0.status == 206 }.count
         let files = home + "/.local/share/ferry/installed/\(Self.ref)/files"
         for (path, digest) in image.files {

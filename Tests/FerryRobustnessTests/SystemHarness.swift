@@ -188,6 +188,14 @@ final class SystemHarness {
         return active
     }
 
+    /// The agent of `user` left no staged layout: it removes its own when the helper fails, and sweeps those of
+    /// agents that were killed.
+    func assertNoStaging(_ user: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let staging = try testbed.home(user) + "/.cache/ferry/staging"
+        XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: staging)) ?? [], [],
+                       "\(user)'s staging", file: file, line: line)
+    }
+
     /// Every blob in the helper's storage belongs to a deployment state keeps (active or previous).
     func assertNoOrphanBlobs(file: StaticString = #filePath, line: UInt = #line) throws {
         var referenced = Set<String>()
