@@ -52,9 +52,13 @@ enum Minisign {
         return Array(line[p.count...])
     }
 
-    /// A key number as minisign prints it: the 8 bytes read as a little-endian integer, `%016" PRIX64`.
+    /// A key number as minisign prints it: the 8 bytes read as a little-endian integer, `%" PRIX64` (upper case,
+    /// no zero padding: a key number below 2^60 has fewer than 16 digits). Public key files written by Ferry and
+    /// minisign must match byte for byte, and messages should name keys the way `minisign -V` does.
     static func keyID(_ keyNumber: [UInt8]) -> String {
-        keyNumber.reversed().hexString.uppercased()
+        var value: UInt64 = 0
+        for byte in keyNumber.reversed() { value = value << 8 | UInt64(byte) }
+        return String(value, radix: 16, uppercase: true)
     }
 
     static func checkComment(_ comment: String, maxBytes: Int, what: String) throws {

@@ -35,8 +35,18 @@ final class MinisignTests: XCTestCase {
         let publicKey = try keys.publicKey()
         XCTAssertEqual(publicKey.fileText, keys.publicKeyText)
         XCTAssertTrue(keys.publicKeyText.hasPrefix("untrusted comment: minisign public key \(publicKey.keyID)\n"))
-        XCTAssertEqual(publicKey.keyID.count, 16)
+        XCTAssertLessThanOrEqual(publicKey.keyID.count, 16)
         XCTAssertEqual(publicKey.keyID, publicKey.keyID.uppercased())
+    }
+
+    /// minisign prints key numbers with `%" PRIX64`: no zero padding. One random key in 16 starts with a zero
+    /// digit, which is how a run found that Ferry padded it.
+    func testKeyIDHasNoLeadingZerosAsMinisignPrintsIt() throws {
+        let keyNumber: [UInt8] = [0x3C, 0xDB, 0xE7, 0x79, 0x61, 0x9B, 0x3A, 0x0E]   // little-endian 0x0E3A9B6179E7DB3C
+        let line = Data([0x45, 0x64] + keyNumber + [UInt8](repeating: 7, count: 32)).base64EncodedString()
+        let key = try MinisignPublicKey(parsing: line)
+        XCTAssertEqual(key.keyID, "E3A9B6179E7DB3C")
+        XCTAssertTrue(key.fileText.hasPrefix("untrusted comment: minisign public key E3A9B6179E7DB3C\n"))
     }
 
     func testBareBase64PublicKeyLineParses() throws {
