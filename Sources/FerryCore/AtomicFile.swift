@@ -3,34 +3,49 @@
 #endif
 import Foundation
 
-/// Durable replacement of small files: write a temporary file beside the target, `fsync` it, `rename(2)` it
-/// over the target, then `fsync` the directory. A crash at any point leaves the old or the new content.
+/// Durable replacement of small files and of symlinks: make the new one beside the target, `rename(2)` it over the
+/// target, then `fsync` the directory. A crash at any point leaves the old or the new content.
 ///
-/// The temporary file is `.NAME.tmp-PID-RANDOM`, made and renamed through one descriptor of the directory, so a
-/// rename of the directory half way cannot split the two. A crash between its creation and the rename leaves it
-/// behind; ``sweep(_:)`` removes such files once their process is gone.
+/// The new entry is first `.NAME.tmp-PID-RANDOM` (a dot name, so never a ref component), made and renamed through
+/// one descriptor of the directory, so a rename of the directory half way cannot split the two. A crash between
+/// its creation and the rename leaves it behind; ``sweep(_:recursive:)`` removes such entries once their process
+/// is gone.
 public enum AtomicFile {
     public static func write(_ data: Data, to path: String, mode: mode_t = 0o644) throws {
+        try replace(path) { dfd, tmp, shown in
+            let fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+            guard fd >= 0 else { throw ioError("cannot create \(shown)") }
+            defer { close(fd) }
+            try writeAll(fd: fd, data: data, what: shown)
+            _ = fchmod(fd, mode)
+            guard fsync(fd) == 0 else { throw ioError("fsync \(shown)") }
+        }
+    }
+
+    /// Points the symlink at `path` to `target`, replacing whatever link is there.
+    public static func symlink(_ target: String, at path: String) throws {
+        try replace(path) { dfd, tmp, shown in
+            guard symlinkat(target, dfd, tmp) == 0 else { throw ioError("symlink \(shown)") }
+        }
+    }
+
+    /// Opens `path`'s directory, lets `create` make the temporary entry, renames it over `path` and syncs the
+    /// directory. The temporary entry is removed if anything before the rename fails.
+    private static func replace(_ path: String,
+                                create: (_ dfd: Int32, _ tmp: String, _ shown: String) throws -> Void) throws {
         let dir = (path as NSString).deletingLastPathComponent
         let name = (path as NSString).lastPathComponent
         let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard dfd >= 0 else { throw ioError("open \(dir)") }
         defer { close(dfd) }
         let tmp = ".\(name)\(marker)\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
-        guard fd >= 0 else { throw ioError("cannot create \(dir)/\(tmp)") }
-        var ok = false
-        defer {
-            if !ok { unlinkat(dfd, tmp, 0) }
-        }
         do {
-            defer { close(fd) }
-            try writeAll(fd: fd, data: data, what: "\(dir)/\(tmp)")
-            _ = fchmod(fd, mode)
-            guard fsync(fd) == 0 else { throw ioError("fsync \(dir)/\(tmp)") }
+            try create(dfd, tmp, "\(dir)/\(tmp)")
+            guard renameat(dfd, tmp, dfd, name) == 0 else { throw ioError("rename to \(path)") }
+        } catch {
+            unlinkat(dfd, tmp, 0)
+            throw error
         }
-        guard renameat(dfd, tmp, dfd, name) == 0 else { throw ioError("rename to \(path)") }
-        ok = true
         guard fsync(dfd) == 0 else { throw ioError("fsync \(dir)") }
     }
 
@@ -44,18 +59,28 @@ public enum AtomicFile {
 
     static let marker = ".tmp-"
 
-    /// Removes the temporary files that writers which no longer run left in `dir` (not below it).
-    /// Returns the names removed.
+    /// Removes the temporary entries that writers which no longer run left in `dir` (and, with `recursive`, in the
+    /// directories below it, not following symlinks). Returns their paths relative to `dir`.
     @discardableResult
-    public static func sweep(_ dir: String) -> [String] {
+    public static func sweep(_ dir: String, recursive: Bool = false) -> [String] {
+        let entries: [String]
+        if recursive {
+            var all: [String] = []
+            let walker = FileManager.default.enumerator(atPath: dir)
+            while let item = walker?.nextObject() as? String { all.append(item) }
+            entries = all
+        } else {
+            entries = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        }
         var removed: [String] = []
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+        for entry in entries {
+            let name = (entry as NSString).lastPathComponent
             guard name.hasPrefix("."), let range = name.range(of: marker, options: .backwards) else { continue }
             let parts = name[range.upperBound...].split(separator: "-")
             guard parts.count == 2, let pid = Int32(parts[0]), UInt32(parts[1]) != nil else { continue }
-            // Only files of processes that are gone: this process or a live one may be writing still.
+            // Only entries of processes that are gone: this process or a live one may be writing still.
             guard pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
-            if unlink("\(dir)/\(name)") == 0 { removed.append(name) }
+            if unlink("\(dir)/\(entry)") == 0 { removed.append(entry) }
         }
         return removed
     }

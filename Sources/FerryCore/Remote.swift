@@ -105,24 +105,23 @@ public struct RemoteStore: Sendable {
     /// on every request, so without this its memory would grow with each one. Bounded: cleared at 64 entries.
     private static let parsed = ParsedFiles()
 
-    ///
     /// Keyed by the bytes as an array, not as `Data`: `Data` keeps small buffers behind an enum whose tag bits hide
     /// the pointer from LeakSanitizer's scan, which then reports the cached keys as leaked.
     private final class ParsedFiles: @unchecked Sendable {
         private let lock = NSLock()
         private var files: [[UInt8]: File] = [:]
 
-        func file(for data: Data) -> File? {
+        func file(for bytes: [UInt8]) -> File? {
             lock.lock()
             defer { lock.unlock() }
-            return files[Array(data)]
+            return files[bytes]
         }
 
-        func remember(_ file: File, for data: Data) {
+        func remember(_ file: File, for bytes: [UInt8]) {
             lock.lock()
             defer { lock.unlock() }
             if files.count >= 64 { files.removeAll() }
-            files[Array(data)] = file
+            files[bytes] = file
         }
     }
 
@@ -135,7 +134,8 @@ public struct RemoteStore: Sendable {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
         guard data.count <= 64 * 1024 else { throw FerryError.invalidArgument("\(path) is larger than 64 KiB") }
         let file: File
-        if let known = RemoteStore.parsed.file(for: data) {
+        let bytes = [UInt8](data)
+        if let known = RemoteStore.parsed.file(for: bytes) {
             file = known
         } else {
             do {
@@ -143,7 +143,7 @@ public struct RemoteStore: Sendable {
             } catch {
                 throw FerryError.invalidArgument("\(path): malformed remote configuration (\(error))")
             }
-            RemoteStore.parsed.remember(file, for: data)
+            RemoteStore.parsed.remember(file, for: bytes)
         }
         var remote = Remote(name: name, url: file.url, isRegistry: file.registry ?? false,
                             mirrors: file.mirrors ?? [], signatureLookaside: file.signatureLookaside)

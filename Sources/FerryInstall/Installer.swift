@@ -267,7 +267,7 @@ public final class Installer: @unchecked Sendable {
     private func commit(plan: DeployPlan, target: String, config: ImageConfig) throws -> DeployOutcome {
         let link = paths.installedLink(plan.ref)
         try makeDirectory((link as NSString).deletingLastPathComponent)
-        try replaceSymlink(at: link, pointingTo: target)
+        try AtomicFile.symlink(target, at: link)
 
         let stateLock = try FileLock(path: "\(paths.locks)/state.lock")
         defer { stateLock.unlock() }
@@ -330,9 +330,9 @@ public final class Installer: @unchecked Sendable {
         let stateLock = try FileLock(path: "\(paths.locks)/state.lock")
         defer { stateLock.unlock() }
         sweepTemporary()
-        sweepTemporaryLinks()
-        // Half-written state and exports (AtomicFile's temporary files) of a crashed writer.
+        // Half-written state, exports and links (AtomicFile's temporary entries) of a crashed writer.
         for dir in [paths.root, paths.exportsBin, paths.exportsApplications] { AtomicFile.sweep(dir) }
+        AtomicFile.sweep(paths.installed, recursive: true)
         var state = try state()
         var changed = false
         for (key, installation) in state.installed {
@@ -345,7 +345,7 @@ public final class Installer: @unchecked Sendable {
                 let recorded = paths.root + "/" + installation.deployment
                 if DeploymentRecord.load(recorded) != nil {
                     try? makeDirectory((link as NSString).deletingLastPathComponent)
-                    try replaceSymlink(at: link, pointingTo: recorded)
+                    try AtomicFile.symlink(recorded, at: link)
                 } else {
                     state.installed[key] = nil
                     changed = true
@@ -409,20 +409,6 @@ public final class Installer: @unchecked Sendable {
             let parts = name.split(separator: "-")
             if parts.count >= 2, let pid = Int32(parts[1]), pid != getpid(), kill(pid, 0) == 0 { continue }
             try? LayerExtractor.removeTree("\(paths.tmp)/\(name)")
-        }
-    }
-
-    /// Removes the temporary links a crashed process left under installed/ (`.NAME.new-PID`, see
-    /// ``replaceSymlink(at:pointingTo:)``), unless that process still runs.
-    private func sweepTemporaryLinks() {
-        guard let enumerator = FileManager.default.enumerator(atPath: paths.installed) else { return }
-        while let item = enumerator.nextObject() as? String {
-            let name = (item as NSString).lastPathComponent
-            guard name.hasPrefix("."), let marker = name.range(of: ".new-", options: .backwards),
-                let pid = Int32(name[marker.upperBound...])
-            else { continue }
-            if pid != getpid(), kill(pid, 0) == 0 { continue }
-            unlink("\(paths.installed)/\(item)")
         }
     }
 
@@ -499,26 +485,4 @@ struct DeploymentRecord: Codable {
         guard let data = FileManager.default.contents(atPath: deployment + "/deployment.json") else { return nil }
         return try? JSONDecoder().decode(DeploymentRecord.self, from: data)
     }
-}
-
-/// Points `link` at `target` atomically: a new symlink beside it, renamed over the old one.
-///
-/// The new link is made beside the old one as `.NAME.new-PID`: a dot name is never a ref component, so a link left
-/// by a crash before the rename is never mistaken for an installed ref, and ``Installer/recover()`` removes it.
-func replaceSymlink(at link: String, pointingTo target: String) throws {
-    let tmp = temporaryLinkPath(link)
-    unlink(tmp)
-    guard symlink(target, tmp) == 0 else { throw ioError("symlink \(tmp)") }
-    guard rename(tmp, link) == 0 else {
-        let error = ioError("rename \(tmp)")
-        unlink(tmp)
-        throw error
-    }
-    try AtomicFile.syncDirectory((link as NSString).deletingLastPathComponent)
-}
-
-/// Where ``replaceSymlink(at:pointingTo:)`` makes the new link for `link` in this process.
-func temporaryLinkPath(_ link: String) -> String {
-    let url = URL(fileURLWithPath: link)
-    return "\(url.deletingLastPathComponent().path)/.\(url.lastPathComponent).new-\(getpid())"
 }

@@ -38,7 +38,7 @@ final class HelperService: @unchecked Sendable {
         installer = Installer(paths: paths, ownership: .root)
         // Sweep what a crash left and make state agree with the links before answering anyone.
         try installer.recover(collectingGarbage: true)
-        AtomicFile.sweep(joinPath(root, "etc/ferry/remotes.d"))
+        AtomicFile.sweep(remotes.directory)
         connection = try HelperService.connect(busAddress)
     }
 

@@ -16,6 +16,28 @@ final class AtomicFileTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["state.json"])
     }
 
+    func testSymlinkReplacesTheLinkAndLeavesNoTemporaryEntry() throws {
+        let dir = try TemporaryDirectory(prefix: "af")
+        let link = dir.file("current")
+        try AtomicFile.symlink("/one", at: link)
+        try AtomicFile.symlink("/two", at: link)
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: link), "/two")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["current"])
+    }
+
+    func testRecursiveSweepReachesNestedDirectories() throws {
+        let dir = try TemporaryDirectory(prefix: "af")
+        let gone = try Child(["true"])
+        gone.wait()
+        try FileManager.default.createDirectory(atPath: dir.file("org.example.App/x86_64"),
+                                                withIntermediateDirectories: true)
+        let nested = "org.example.App/x86_64/.stable.tmp-\(gone.pid)-9"
+        XCTAssertEqual(Glibc.symlink("/nowhere", dir.file(nested)), 0)
+        XCTAssertEqual(AtomicFile.sweep(dir.path), [])
+        XCTAssertEqual(AtomicFile.sweep(dir.path, recursive: true), [nested])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.file("org.example.App/x86_64")), [])
+    }
+
     func testWriteIntoAMissingDirectoryFailsWithItsName() throws {
         let dir = try TemporaryDirectory(prefix: "af")
         XCTAssertThrowsError(try AtomicFile.write(Data(), to: dir.file("missing/x"))) {

@@ -178,8 +178,7 @@ final class CrashConsistencyTests: SystemHarnessTestCase {
         let superseded = try system.state().installed[Self.ref]?.previous.map { system.stateRoot + "/" + $0 }
         let garbage = images.count >= 2
             ? system.stateRoot + "/blobs/sha256/" + images[images.count - 2].digest.hex : nil
-        return CommitStep.all(root: system.stateRoot, ref: Self.ref, helper: try XCTUnwrap(system.testbed.helperPID),
-                              superseded: superseded,
+        return CommitStep.all(root: system.stateRoot, ref: Self.ref, superseded: superseded,
                               garbage: garbage.flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil })
     }
 

@@ -62,19 +62,15 @@ struct CommitStep {
 
     /// The steps of an update of `ref` from `old` to `new` under the helper's state directory `root`.
     /// `superseded` is a deployment this commit removes and `garbage` a blob it collects, when there are any.
-    /// strace matches `rename(2)` by its first path only, so the link's rename is found by the temporary name the
-    /// helper (`helper` is its pid) gives the new link.
-    static func all(root: String, ref: String, helper: pid_t, superseded: String?, garbage: String?) -> [CommitStep] {
-        let link = "\(root)/installed/\(ref)"
-        let temporaryLink = "\((link as NSString).deletingLastPathComponent)/.\((link as NSString).lastPathComponent).new-\(helper)"
+    static func all(root: String, ref: String, superseded: String?, garbage: String?) -> [CommitStep] {
+        let linkDirectory = ("\(root)/installed/\(ref)" as NSString).deletingLastPathComponent
         let renames = "rename,renameat,renameat2"
         var steps = [
-            // Before the link rename: the old deployment stays active, a temporary link is left beside it.
-            CommitStep(name: "link rename", path: temporaryLink, syscalls: renames, occurrence: 1, switched: false),
-            // After the rename, at the fsync of the link's directory: new link, state.json still old.
-            CommitStep(name: "link sync", path: (link as NSString).deletingLastPathComponent, syscalls: "open,openat",
-                       occurrence: 1, switched: true),
-            // At the rename of the new state.json.
+            // The new link is made beside the old one and renamed over it through a descriptor of their directory
+            // (AtomicFile): killed before the rename (the old deployment stays active, a temporary link is left)
+            // and at the directory's fsync after it (new link, state.json still old).
+            CommitStep(name: "link rename", path: linkDirectory, syscalls: renames, occurrence: 1, switched: false),
+            CommitStep(name: "link sync", path: linkDirectory, syscalls: "fsync", occurrence: 1, switched: true),
             // The new state.json is written beside the old one, through a descriptor of the state directory:
             // killed before its rename (the temporary file stays behind) and before the directory's fsync.
             CommitStep(name: "state rename", path: root, syscalls: renames, occurrence: 1, switched: true),
