@@ -43,6 +43,10 @@ let package = Package(
             ]
         ),
         .target(name: "FerryArchive", dependencies: ["FerryCore", "CArchive"]),
+        .target(
+            name: "FerryLog",
+            dependencies: ["FerryCore", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         .target(name: "FerryInstall", dependencies: ["FerryCore", "FerryTrust", "FerryArchive"]),
         .target(
             name: "FerryBus",
@@ -59,7 +63,7 @@ let package = Package(
         .target(
             name: "FerryCLI",
             dependencies: [
-                "FerryCore", "FerryTrust", "FerryArchive", "FerryInstall", "FerryBus", "FerryFetch",
+                "FerryCore", "FerryTrust", "FerryArchive", "FerryInstall", "FerryBus", "FerryFetch", "FerryLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -81,6 +85,7 @@ let package = Package(
         .testTarget(name: "FerryTrustTests", dependencies: ["FerryTestSupport", "FerryTrust", "FerryCore"]),
         .testTarget(name: "FerryArchiveTests", dependencies: ["FerryTestSupport", "FerryArchive", "FerryCore"]),
         .testTarget(name: "FerryInstallTests", dependencies: ["FerryTestSupport", "FerryInstall", "FerryArchive", "FerryTrust", "FerryCore"]),
+        .testTarget(name: "FerryLogTests", dependencies: ["FerryTestSupport", "FerryLog", "FerryCore", "FerryCLI"]),
         .testTarget(name: "FerryBusTests", dependencies: ["FerryTestSupport", "FerryBus"]),
         .testTarget(name: "FerryCLITests", dependencies: ["FerryTestSupport", "FerryCLI"]),
         .testTarget(name: "FerryIntegrationTests", dependencies: ["FerryTestSupport", "FerryCore"]),

@@ -91,7 +91,7 @@ chown "$DEMO_USER" "$T/home"
 as_user install --system demo "$REF" --no-interaction
 as_user list --system
 as_user run "$REF"
-echo "deployment: $(stat -c '%U %A' "$T/root/var/lib/ferry/installed/$REF/files/bin/hello") files/bin/hello"
+echo "deployment: $(stat -c '%U %A' "$T/root/var/lib/ferry/installed/${REF//\//\~}/files/bin/hello") files/bin/hello"
 
 step "The publisher releases v2; the user updates"
 make_app v2 "$(date +%s)"

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Installs what Ferry needs to build, test and run its demo on Debian 12: the C libraries, the real peers the
-# tests talk to (dbus-daemon, polkitd, gpg, minisign, skopeo, umoci, docker-registry), and python-tuf for the
-# TUF tests. Safe to run again; installs only what is missing unless FERRY_DEPS_FORCE=1.
+# tests talk to (dbus-daemon, polkitd, gpg, minisign, skopeo, umoci, docker-registry), python3-seccomp for running
+# the helper under its unit's sandbox (scripts/unit-sandbox.py), python-tuf for the TUF tests, and Go with
+# golang.org/x/mod (the transparency log's interop peer, scripts/tlog-interop). Safe to run again; installs only
+# what is missing unless FERRY_DEPS_FORCE=1.
 set -euo pipefail
 
 packages=(
   pkg-config libsodium-dev libgpgme-dev libsystemd-dev libarchive-dev libzstd-dev zlib1g-dev
   dbus polkitd systemd gnupg skopeo umoci docker-registry minisign signify-openbsd zstd
-  python3 python3-dbus curl ca-certificates passwd util-linux procps faketime time libglib2.0-bin strace
+  python3 python3-dbus python3-seccomp curl ca-certificates passwd util-linux procps faketime time libglib2.0-bin strace
+  golang-go golang-golang-x-mod-dev
 )
 pip_packages=(tuf==7.0.1 securesystemslib==1.6.0 "cryptography>=42")
 

@@ -9,7 +9,10 @@ modes: cut (send AFTER bytes then close), corrupt (flip one byte), stall (send A
 endless (stream zeros without end), bad-length (announce more bytes than sent, then close),
 redirect-loop (302 to itself), redirect-chain (302 to itself with a new query each time: never a cycle),
 stall-headers (accept the request, never answer), endless-length (announce a huge Content-Length, stream zeros),
-slow (send at RATE bytes/s, default 1 MiB/s), status-N (any N). "times" (default: always) counts down.
+slow (send at RATE bytes/s, default 1 MiB/s), status-N (any N), drip (send AFTER bytes, then one byte every
+INTERVAL seconds, default 0.5), drip-headers (send the status line, then one header byte every INTERVAL seconds),
+challenge (401 with the header "WWW-Authenticate: CHALLENGE"). "times" (default: always) counts down.
+Each log line has the request's Authorization header ("authorization", or null).
 """
 import argparse, json, os, sys, threading, time
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
@@ -67,7 +70,8 @@ def main():
 
         def handle_get(self, head):
             path = unquote(urlsplit(self.path).path)
-            entry = {"path": path, "range": self.headers.get("Range"), "status": 0, "bytes": 0}
+            entry = {"path": path, "range": self.headers.get("Range"), "status": 0, "bytes": 0,
+                     "authorization": self.headers.get("Authorization")}
             try:
                 self.serve(path, head, entry)
             except (BrokenPipeError, ConnectionResetError):
@@ -95,6 +99,20 @@ def main():
                 return self.send(302, headers={"Location": "%s?%d" % (urlsplit(self.path).path, n)}, entry=entry)
             if mode == "stall-headers":
                 time.sleep(300)
+                self.close_connection = True
+                return
+            if mode == "challenge":
+                return self.send(401, b"unauthorized\n", headers={"WWW-Authenticate": fault["challenge"]},
+                                 entry=entry)
+            if mode == "drip-headers":
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+                self.wfile.flush()
+                entry["status"] = 200
+                deadline = time.time() + 120
+                while time.time() < deadline:
+                    time.sleep(float(fault.get("interval", 0.5)))
+                    self.wfile.write(b"a")
+                    self.wfile.flush()
                 self.close_connection = True
                 return
             if mode and mode.startswith("status-"):
@@ -160,6 +178,20 @@ def main():
                 entry["bytes"] += len(part)
                 if mode == "stall":
                     time.sleep(300)
+                self.close_connection = True
+                return
+            if mode == "drip":
+                self.wfile.write(data_out[:after])
+                self.wfile.flush()
+                entry["bytes"] += after
+                deadline = time.time() + 120
+                for i in range(after, len(data_out)):
+                    if time.time() > deadline:
+                        break
+                    time.sleep(float(fault.get("interval", 0.5)))
+                    self.wfile.write(data_out[i:i + 1])
+                    self.wfile.flush()
+                    entry["bytes"] += 1
                 self.close_connection = True
                 return
             if mode == "slow":

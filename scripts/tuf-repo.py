@@ -290,6 +290,21 @@ def scenario_delegations(out: str) -> None:
     repo.publish(stage(out, 0))
 
 
+def scenario_diamond(out: str) -> None:
+    """Two delegators name one role: parent-a and parent-b both delegate "release", each to its own key, for
+    team-a/* and team-b/*. release is signed by parent-a's key only, so it is valid through A and not through B."""
+    repo = Repo()
+    ka, kb, kra, krb = (new_key() for _ in range(4))
+    repo.delegate("targets", DelegatedRole("parent-a", [ka.public_key.keyid], 1, False, paths=["team-a/*"]), [ka])
+    repo.delegate("targets", DelegatedRole("parent-b", [kb.public_key.keyid], 1, False, paths=["team-b/*"]), [kb])
+    repo.delegate("parent-a", DelegatedRole("release", [kra.public_key.keyid], 1, False, paths=["team-a/*"]), [kra])
+    repo.delegate("parent-b", DelegatedRole("release", [krb.public_key.keyid], 1, False, paths=["team-b/*"]), [krb])
+    repo.delegated_signers["release"] = [kra]
+    repo.add_target("release", "team-a/app.txt", b"trusted A\n")
+    repo.add_target("release", "team-b/app.txt", b"malicious B\n")
+    repo.publish(stage(out, 0))
+
+
 def scenario_hash_bins(out: str) -> None:
     """Succinct hash bins: bit_length 3, roles bin-0 .. bin-7, each target in the bin its path hash picks."""
     repo = Repo()
@@ -343,6 +358,7 @@ SCENARIOS = {
     "rollback-targets": scenario_rollback_targets,
     "fast-forward": scenario_fast_forward,
     "delegations": scenario_delegations,
+    "diamond": scenario_diamond,
     "hash-bins": scenario_hash_bins,
     "hash-prefixes": scenario_hash_prefixes,
 }

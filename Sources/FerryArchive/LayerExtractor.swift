@@ -143,6 +143,14 @@ public final class LayerExtractor {
         try TreeRemover.remove(String(name), in: OpenDirectory(adopting: fd))
     }
 
+    /// Removes `name` (a tree or any other entry) inside the open directory `parent`, never following a symlink.
+    public static func removeTree(named name: String, in parent: DirectoryHandle) throws {
+        guard !name.isEmpty, name != ".", name != "..", !name.contains("/") else {
+            throw FerryError.invalidArgument("refusing to remove \(EntryPath.shown(name))")
+        }
+        try TreeRemover.remove(name, in: OpenDirectory.duplicate(parent.fd))
+    }
+
     // MARK: - Entries
 
     private func extract(_ reader: EntryReader, layer: inout LayerState, stats: inout ExtractionStats) throws {

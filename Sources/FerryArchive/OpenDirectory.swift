@@ -46,34 +46,7 @@ final class OpenDirectory {
 
     /// The names in this directory, without `.` and `..`, in no particular order; names that are not valid
     /// UTF-8 come back as bytes in `undecodable` (a String would not give the same bytes back to the kernel).
-    func names() throws -> (names: [String], undecodable: [[UInt8]]) {
-        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-        guard copy >= 0, let dir = fdopendir(copy) else {
-            if copy >= 0 { close(copy) }
-            throw FerryError.failed("cannot list a directory: \(errnoString())")
-        }
-        defer { closedir(dir) }
-        rewinddir(dir)
-        var names: [String] = []
-        var undecodable: [[UInt8]] = []
-        while true {
-            errno = 0
-            guard let entry = readdir(dir) else {
-                if errno != 0 { throw FerryError.failed("cannot list a directory: \(errnoString())") }
-                break
-            }
-            let bytes: [UInt8] = withUnsafeBytes(of: &entry.pointee.d_name) { raw in
-                Array(raw.prefix(while: { $0 != 0 }))
-            }
-            if bytes == [0x2e] || bytes == [0x2e, 0x2e] { continue }
-            if let name = String(validating: bytes, as: UTF8.self) {
-                names.append(name)
-            } else {
-                undecodable.append(bytes)
-            }
-        }
-        return (names, undecodable)
-    }
+    func names() throws -> (names: [String], undecodable: [[UInt8]]) { try DirectoryHandle.entries(of: fd) }
 
     /// `fstat` of this directory.
     func identity() throws -> (dev: UInt, ino: UInt) {

@@ -129,6 +129,21 @@ public final class BusConnection: @unchecked Sendable {
         }
     }
 
+    /// The unique name (`:1.42`) of the connection that owns the well-known `name` now
+    /// (`org.freedesktop.DBus.GetNameOwner`); throws `NameHasNoOwner` when nobody does.
+    ///
+    /// Signals carry their sender's unique name, never a well-known one: to accept a service's signals only,
+    /// match on this name (a well-known name in a match rule is resolved by the daemon, not by sd-bus).
+    public func nameOwner(_ name: String) throws -> String {
+        let reply = try call(
+            destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus",
+            member: "GetNameOwner", arguments: [.string(name)])
+        guard let owner = reply.first?.stringValue, owner.hasPrefix(":") else {
+            throw BusError.failed("GetNameOwner(\(name)) returned \(reply)")
+        }
+        return owner
+    }
+
     /// Gives up the well-known `name` (`ReleaseName`); not owning it is not an error.
     ///
     /// An idle service releases its name before exiting and then drains what was already queued
@@ -266,7 +281,12 @@ public final class BusConnection: @unchecked Sendable {
     // MARK: - Signals
 
     /// Emits a signal from `path` (`sd_bus_message_new_signal` + `sd_bus_send`).
-    public func emitSignal(path: String, interface: String, member: String, arguments: [BusValue] = []) throws {
+    ///
+    /// With a `destination` (a unique name such as `:1.42`) the signal is unicast
+    /// (`sd_bus_message_set_destination`): the bus delivers it to that connection only, so what it says about one
+    /// caller's work is not broadcast to every client that adds a match rule. Without one it goes to every match.
+    public func emitSignal(path: String, interface: String, member: String, arguments: [BusValue] = [],
+                           destination: String? = nil) throws {
         try withBus { bus throws(BusError) in
             var created: OpaquePointer?
             try check(
@@ -274,6 +294,10 @@ public final class BusConnection: @unchecked Sendable {
                 "invalid signal \(interface).\(member) on \(path)")
             guard let message = created else { throw BusError.failed("cannot create signal") }
             defer { sd_bus_message_unref(message) }
+            if let destination {
+                try check(sd_bus_message_set_destination(message, destination),
+                          "invalid destination \(destination.prefix(100)) for \(interface).\(member)")
+            }
             try BusMessageWriter.append(arguments, to: message)
             try check(sd_bus_send(bus, message, nil), "cannot send signal \(interface).\(member)")
         }

@@ -1,4 +1,5 @@
 internal import CSystemd
+import Foundation
 import Glibc
 
 /// The sd-bus type code for an ASCII type character.
@@ -153,9 +154,9 @@ struct BusMessageReader {
         var size = 0
         let r = sd_bus_message_read_array(message, typeCode("y"), &pointer, &size)
         if r < 0 { throw BusError.invalidArgs("cannot read byte array") }
-        guard let pointer, size > 0 else { return .array(elementSignature: "y", []) }
-        let bytes = UnsafeRawBufferPointer(start: pointer, count: size)
-        return .array(elementSignature: "y", bytes.map { .byte($0) })
+        guard let pointer, size > 0 else { return .bytes(Data()) }
+        // One copy into one buffer: a byte array of 32 MiB must not become 32 Mi boxed values.
+        return .bytes(Data(bytes: pointer, count: size))
     }
 
     /// Reads the entries of an `a{KV}` whose container has been entered; `signature` is `{KV}`.
@@ -214,6 +215,11 @@ enum BusMessageWriter {
         case .unixFD(var fd):
             // sd-bus duplicates the descriptor; the caller keeps ownership of `fd`.
             try appendBasic(message, "h", &fd)
+        case .bytes(let data):
+            let r = data.withUnsafeBytes {
+                sd_bus_message_append_array(message, typeCode("y"), $0.baseAddress, $0.count)
+            }
+            if r < 0 { throw BusError.fromErrno(r, "cannot append byte array") }
         case .array(let elementSignature, let elements):
             for element in elements where element.signature != elementSignature {
                 throw BusError.invalidArgs(

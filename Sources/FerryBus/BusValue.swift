@@ -1,9 +1,15 @@
+import Foundation
+
 /// One D-Bus value of any type, as sent in or read from a message.
 ///
 /// Containers carry the signatures of their elements so that empty arrays and dictionaries can be written.
 /// Reading never trusts a peer's types: a message is decoded generically (whatever it holds comes back as
 /// the matching case), and the receiver checks the shape with ``BusMethodCall/requireSignature(_:)`` or the
 /// optional accessors (`stringValue`, `vardictValue`, …) which return `nil` on a mismatch.
+///
+/// Byte arrays (`ay`) are read as ``bytes(_:)``, one `Data`, never as one boxed ``byte(_:)`` per element: a peer
+/// may send tens of MiB of them, and boxing each byte costs forty times its size. An
+/// `.array(elementSignature: "y", …)` built by hand is still written (and compares equal) as the same `ay`.
 ///
 /// File descriptors (`h`): a value appended to a message is duplicated by sd-bus, so the caller keeps its fd.
 /// A value read from a reply is a duplicate the caller owns and must close; in a ``BusMethodCall`` the call owns
@@ -22,6 +28,8 @@ public enum BusValue: Sendable, Equatable {
     case objectPath(String)
     case signature(String)
     case unixFD(Int32)
+    /// `ay`, as one buffer (what every byte array read from a message becomes).
+    case bytes(Data)
     /// `a<elementSignature>`; every element must have `elementSignature`.
     case array(elementSignature: String, [BusValue])
     /// `a{<keySignature><valueSignature>}`; keys must be of a basic type.
@@ -47,6 +55,7 @@ public enum BusValue: Sendable, Equatable {
         case .objectPath: return "o"
         case .signature: return "g"
         case .unixFD: return "h"
+        case .bytes: return "ay"
         case .array(let element, _): return "a" + element
         case .dictionary(let key, let value, _): return "a{" + key + value + "}"
         case .structure(let fields): return "(" + fields.map(\.signature).joined() + ")"
@@ -61,6 +70,10 @@ public enum BusValue: Sendable, Equatable {
 
     public static func == (lhs: BusValue, rhs: BusValue) -> Bool {
         switch (lhs, rhs) {
+        case (.bytes(let a), .bytes(let b)): return a == b
+        // The two spellings of `ay` are one value on the wire.
+        case (.bytes(let a), .array("y", _)): return rhs.bytesValue.map { Data($0) == a } ?? false
+        case (.array("y", _), .bytes(let b)): return lhs.bytesValue.map { Data($0) == b } ?? false
         case (.byte(let a), .byte(let b)): return a == b
         case (.bool(let a), .bool(let b)): return a == b
         case (.int16(let a), .int16(let b)): return a == b
@@ -107,10 +120,6 @@ extension BusValue {
         .array(elementSignature: "s", strings.map { .string($0) })
     }
 
-    /// `ay`.
-    public static func bytes<Bytes: Sequence>(_ bytes: Bytes) -> BusValue where Bytes.Element == UInt8 {
-        .array(elementSignature: "y", bytes.map { .byte($0) })
-    }
 }
 
 // MARK: - Reading shapes; each returns nil when the value has another type
@@ -132,8 +141,14 @@ extension BusValue {
     public var variantValue: BusValue? { if case .variant(let v) = self { v } else { nil } }
     public var structureValue: [BusValue]? { if case .structure(let v) = self { v } else { nil } }
 
-    /// The elements of any array (not of a dictionary).
-    public var arrayValue: [BusValue]? { if case .array(_, let v) = self { v } else { nil } }
+    /// The elements of any array (not of a dictionary). For an `ay` this boxes every byte: use ``dataValue``.
+    public var arrayValue: [BusValue]? {
+        switch self {
+        case .array(_, let v): return v
+        case .bytes(let data): return data.map { .byte($0) }
+        default: return nil
+        }
+    }
 
     /// The entries of any dictionary, in message order.
     public var dictionaryEntries: [(BusValue, BusValue)]? {
@@ -147,8 +162,15 @@ extension BusValue {
         return value
     }
 
+    /// `ay` as one buffer, in either spelling; `nil` for any other type.
+    public var dataValue: Data? {
+        if case .bytes(let data) = self { return data }
+        return bytesValue.map { Data($0) }
+    }
+
     /// `ay` as bytes.
     public var bytesValue: [UInt8]? {
+        if case .bytes(let data) = self { return [UInt8](data) }
         guard case .array("y", let elements) = self else { return nil }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(elements.count)

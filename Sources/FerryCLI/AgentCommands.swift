@@ -21,22 +21,30 @@ struct Agent {
     }
 
     /// Installs or updates `ref` from `remote` in `scope`. `installedDigest` short-cuts an update when the remote
-    /// still serves what is installed (no download at all).
+    /// still serves what is installed: no download at all, but every freshness check an install runs.
     func deploy(remote: Remote, ref: Ref, scope: Scope, allowDowngrade: Bool, interactive: Bool,
-                installedDigest: Digest? = nil) async throws -> Result {
+                switchRemote: Bool = false, installedDigest: Digest? = nil) async throws -> Result {
         let fetcher = context.fetcher(progress: progress)
         fetcher.sweep()
         let resolved = try await fetcher.resolve(remote: remote, ref: ref)
         // TUF first, "up to date" included: a frozen or mixed mirror must not pass for current.
         var tufFiles: [String: Data] = [:]
+        var tufTarget: TUFTargetInfo?
         if remote.tufRoot != nil {
             let freshness = FreshnessRefresh(remote: remote, directory: "\(context.cacheDirectory)/tuf/\(remote.name)",
                                              fetcher: HTTPTUFFetcher(),
                                              order: { HTTPTransport.shared.preferReachable($0) })
             let found = try await freshness.refresh(ref: ref, descriptor: resolved.0)
             for (name, data) in found.files { tufFiles["\(Freshness.stagedDirectory)/\(name)"] = data }
+            tufTarget = found.target
         }
-        if let installedDigest, resolved.0.digest == installedDigest { return .upToDate(installedDigest) }
+        if let installedDigest, resolved.0.digest == installedDigest {
+            if tufTarget != nil {
+                try await checkInstallingSideFreshness(remote: remote, ref: ref, descriptor: resolved.0,
+                                                       files: tufFiles, scope: scope)
+            }
+            return .upToDate(installedDigest)
+        }
         let keys = try TrustedKeys(remote: remote)
         guard !keys.isEmpty else {
             throw FerryError.untrusted("remote \(remote.name) has no trusted keys; nothing can be verified")
@@ -53,7 +61,8 @@ struct Agent {
             let installer = context.userInstaller()
             try installer.recover()
             let layout = try ImageLayout(path: staged.path)
-            var request = DeployRequest(remote: remote, ref: ref, allowDowngrade: allowDowngrade)
+            var request = DeployRequest(remote: remote, ref: ref, allowDowngrade: allowDowngrade,
+                                        switchRemote: switchRemote)
             if remote.tufRoot != nil {
                 // The engine's own check against the user's installed-side trusted metadata, run here (async)
                 // and compared inside the engine's plan like the helper's.
@@ -70,13 +79,49 @@ struct Agent {
             // The helper reads the staging directory as root through the descriptor; it must be able to
             // reach nothing else, but the directory itself needs no special mode.
             let digest = try client.deploy(staging: staged.path, remote: remote.name, ref: ref,
-                                           allowDowngrade: allowDowngrade, interactive: interactive,
-                                           progress: progress)
+                                           allowDowngrade: allowDowngrade, switchRemote: switchRemote,
+                                           interactive: interactive, progress: progress)
             guard let before else { return .changed(.install, digest) }
             if before.digest == digest { return .upToDate(digest) }
             let after = try client.listInstalled().first { $0.ref == ref }
             return .changed((after?.timestamp ?? 0) < before.timestamp ? .downgrade : .update, digest)
         }
+    }
+}
+
+extension Agent {
+    /// Runs the offline TUF check that the installing side (the helper, or the `--user` engine) runs on a staged
+    /// layout, against `files` (the metadata just fetched, keyed `tuf/NAME`), for an update that downloads nothing.
+    ///
+    /// Without it, "up to date" would rest on the agent's own cache only, which a user may have emptied: a mirror
+    /// replaying metadata older than the installing side trusts would pass. `--user`: the user's trusted copy, which
+    /// advances as an install would advance it. System: a scratch copy of root's trusted copy (world-readable,
+    /// writable by root only), so the agent refuses what the helper would refuse without writing root's state.
+    func checkInstallingSideFreshness(remote: Remote, ref: Ref, descriptor: Descriptor, files: [String: Data],
+                                      scope: Scope) async throws {
+        let scratch = "\(context.cacheDirectory)/tuf-check-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let staged = "\(scratch)/layout/\(Freshness.stagedDirectory)"
+        try FileManager.default.createDirectory(atPath: staged, withIntermediateDirectories: true)
+        for (name, data) in files { try data.write(to: URL(fileURLWithPath: "\(scratch)/layout/\(name)")) }
+        let paths: InstallPaths
+        switch scope {
+        case .user:
+            paths = context.userPaths
+        case .system:
+            paths = InstallPaths(root: "\(scratch)/trusted")
+            // File by file (copyItem would try to keep root's ownership, and fail); the directory holds plain
+            // files only. Unreadable: the check starts from the configured root, as the agent's own refresh did.
+            let trusted = context.systemPaths.tuf(remote.name)
+            let copy = paths.tuf(remote.name)
+            try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: true)
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: trusted)) ?? [] {
+                guard let data = FileManager.default.contents(atPath: "\(trusted)/\(name)") else { continue }
+                try data.write(to: URL(fileURLWithPath: "\(copy)/\(name)"))
+            }
+        }
+        let layout = try ImageLayout(path: "\(scratch)/layout")
+        try await FreshnessCheck(remote: remote, ref: ref, layout: layout, paths: paths).verify(descriptor)
     }
 }
 
@@ -100,6 +145,12 @@ struct InstallCommand: AsyncParsableCommand {
     @Argument(help: "The ref to install.") var ref: String
     @Flag(help: "Do not ask for confirmation.") var assumeYes = false
     @Flag(help: "Never prompt, not even for polkit authentication.") var noInteraction = false
+    @Flag(help: ArgumentHelp(
+        "Install an app that is installed from another remote from this one instead.",
+        discussion: "The new remote's publisher was never trusted for the app: system-wide this needs "
+            + "dev.ferry.downgrade, and an older release than the installed one also needs --allow-downgrade."))
+    var switchRemote = false
+    @Flag(help: "With --switch-remote: accept a release older than the installed one.") var allowDowngrade = false
 
     func run() async throws {
         let ref = try Ref(ref)
@@ -115,8 +166,9 @@ struct InstallCommand: AsyncParsableCommand {
             }
         }
         do {
-            let result = try await Agent().deploy(remote: remote, ref: ref, scope: target, allowDowngrade: false,
-                                                  interactive: !noInteraction)
+            let result = try await Agent().deploy(remote: remote, ref: ref, scope: target,
+                                                  allowDowngrade: allowDowngrade, interactive: !noInteraction,
+                                                  switchRemote: switchRemote)
             report(result, ref: ref, remote: remote.name, scope: target)
         } catch let error as FerryError {
             throw error.prefixed("\(remote.name) \(ref)")
@@ -144,12 +196,18 @@ struct UpdateCommand: AsyncParsableCommand {
         var failures = 0
         var updated = 0
         var considered = 0
+        // Refs found installed in some scope; a named ref counts once however many scopes hold it.
+        var found = Set<Ref>()
+        var systemUnlisted: FerryError?
         for scope in scope.explicit.map({ [$0] }) ?? [.user, .system] {
             let installed: [(Ref, RemoteName, Digest)]
             do {
                 installed = try installedRefs(scope: scope, context: context)
             } catch let error as FerryError {
-                if self.scope.explicit == nil && scope == .system { continue }
+                if self.scope.explicit == nil && scope == .system {
+                    systemUnlisted = error
+                    continue
+                }
                 throw error
             }
             let selected = installed.filter { wanted.isEmpty || wanted.contains($0.0) }
@@ -158,6 +216,7 @@ struct UpdateCommand: AsyncParsableCommand {
                                                                       context: context)
             for (ref, remoteName, digest) in selected {
                 considered += 1
+                found.insert(ref)
                 if offered[remoteName]?[ref] == digest {
                     report(.upToDate(digest), ref: ref, remote: remoteName, scope: scope)
                     continue
@@ -175,10 +234,11 @@ struct UpdateCommand: AsyncParsableCommand {
                 }
             }
         }
-        let missing = wanted.count - (wanted.isEmpty ? 0 : considered)
-        if !wanted.isEmpty && missing > 0 {
-            printError("\(missing) of the given refs are not installed")
-            failures += missing
+        for ref in wanted.subtracting(found).sorted(by: { $0.string < $1.string }) {
+            let scope = self.scope.explicit.map { " (\($0))" } ?? ""
+            let unlisted = systemUnlisted.map { "; system installs could not be listed: \($0.message)" } ?? ""
+            printError("\(ref) is not installed\(scope)\(unlisted)")
+            failures += 1
         }
         if considered == 0 && wanted.isEmpty { print("nothing installed; nothing to update") }
         else if failures == 0 && updated == 0 { print("everything is up to date") }
@@ -187,14 +247,15 @@ struct UpdateCommand: AsyncParsableCommand {
 
     /// What each layout remote's `index.json` names for its refs (the last entry per ref, as resolving does).
     /// Registry remotes and remotes that fail here are left out: their refs take the full path, which reports
-    /// errors properly. Unverified, like the digest comparison in ``Agent/deploy``: it only skips work.
+    /// errors properly. Unverified: it only skips work, so remotes with TUF are left out too, since their
+    /// "up to date" must pass the same freshness checks as an install (a frozen mirror serves the same index).
     private func offeredDigests(_ names: Set<RemoteName>, scope: Scope, context: AgentContext) async
         -> [RemoteName: [Ref: Digest]]
     {
         await withTaskGroup(of: (RemoteName, [Ref: Digest])?.self) { group in
             for name in names {
                 guard let remote = try? context.remote(name.string, for: scope), !remote.isRegistry,
-                    let source = try? remote.source()
+                    remote.tufRoot == nil, let source = try? remote.source()
                 else { continue }
                 group.addTask {
                     guard let refs = try? await source.refs() else { return nil }

@@ -20,9 +20,28 @@ struct HelperClient {
         }
     }
 
+    /// How long a call refused as `Busy` is retried before the refusal is reported.
+    static let busyPatience: TimeInterval = 120
+
+    /// Calls the helper. A `Busy` refusal (too many jobs, in all or of this user) is made before the helper does
+    /// any work, so the call is simply tried again, with a growing pause, for up to ``busyPatience`` seconds: many
+    /// agents of one user (the timer and a desktop session, a script) are normal and must not fail each other.
     private func call(_ member: String, _ arguments: [BusValue], timeout: Duration = .seconds(60)) throws
         -> [BusValue]
     {
+        let deadline = Date().addingTimeInterval(HelperClient.busyPatience)
+        var pause: UInt32 = 100_000
+        while true {
+            do {
+                return try callOnce(member, arguments, timeout: timeout)
+            } catch let error as FerryError where error.code == .busy && Date() < deadline {
+                usleep(pause + UInt32.random(in: 0...pause / 2))
+                pause = min(pause * 2, 2_000_000)
+            }
+        }
+    }
+
+    private func callOnce(_ member: String, _ arguments: [BusValue], timeout: Duration) throws -> [BusValue] {
         do {
             return try connection.callProcessingEvents(
                 destination: HelperClient.busName, path: HelperClient.path, interface: HelperClient.interface,
@@ -38,23 +57,37 @@ struct HelperClient {
         }
     }
 
+    /// The helper's unique name (`:1.42`), activating it first when nobody owns the name yet (a `Peer.Ping`,
+    /// which sd-bus answers itself). `nil` when it cannot be found; the call that follows reports why.
+    private func helperUniqueName() -> String? {
+        if let owner = try? connection.nameOwner(HelperClient.busName) { return owner }
+        _ = try? connection.call(destination: HelperClient.busName, path: HelperClient.path,
+                                 interface: "org.freedesktop.DBus.Peer", member: "Ping", timeout: .seconds(30))
+        return try? connection.nameOwner(HelperClient.busName)
+    }
+
     /// Hands a staged layout to the helper. Shows the helper's progress signals for this ref.
-    func deploy(staging: String, remote: RemoteName, ref: Ref, allowDowngrade: Bool, interactive: Bool,
-                progress: ProgressReporter) throws -> Digest {
+    ///
+    /// Progress is accepted only from the helper's unique name, resolved before the call: any client may send a
+    /// signal with the helper's path and interface, and what the agent shows must be what the helper did. (Should
+    /// the helper be replaced between the lookup and the call, its progress is just not shown.)
+    func deploy(staging: String, remote: RemoteName, ref: Ref, allowDowngrade: Bool, switchRemote: Bool = false,
+                interactive: Bool, progress: ProgressReporter) throws -> Digest {
         let fd = open(staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { throw ioError("open \(staging)") }
         defer { close(fd) }
-        let subscription = try? connection.subscribe(
-            path: HelperClient.path, interface: HelperClient.interface, member: "Progress"
-        ) { signal in
-            guard signal.arguments.count == 4, signal.arguments[0].stringValue == ref.string,
-                let phase = signal.arguments[1].stringValue, let done = signal.arguments[2].uint64Value,
-                let total = signal.arguments[3].uint64Value
-            else { return }
-            progress.phase(phase, done: done, total: total)
+        let helper = helperUniqueName()
+        let subscription = helper.flatMap { helper in
+            try? connection.subscribe(
+                sender: helper, path: HelperClient.path, interface: HelperClient.interface, member: "Progress"
+            ) { signal in
+                guard signal.sender == helper else { return }
+                HelperClient.show(signal, ref: ref, progress: progress)
+            }
         }
         defer { subscription?.cancel() }
-        let options: [String: BusValue] = ["allow-downgrade": .bool(allowDowngrade), "interactive": .bool(interactive)]
+        var options: [String: BusValue] = ["allow-downgrade": .bool(allowDowngrade), "interactive": .bool(interactive)]
+        if switchRemote { options["switch-remote"] = .bool(true) }
         let reply = try call(
             "Deploy", [.unixFD(fd), .string(remote.string), .string(ref.string), .vardict(options)],
             timeout: .seconds(6 * 3600))
@@ -63,9 +96,26 @@ struct HelperClient {
         return try Digest(parsing: text)
     }
 
+    /// Shows one `Progress(s ref, s phase, t done, t total)` signal about `ref`; anything else is ignored.
+    private static func show(_ signal: BusSignal, ref: Ref, progress: ProgressReporter) {
+        guard signal.arguments.count == 4, signal.arguments[0].stringValue == ref.string,
+            let phase = signal.arguments[1].stringValue, let done = signal.arguments[2].uint64Value,
+            let total = signal.arguments[3].uint64Value
+        else { return }
+        progress.phase(phase, done: done, total: total)
+    }
+
     func uninstall(ref: Ref, interactive: Bool) throws {
         _ = try call("Uninstall", [.string(ref.string), .vardict(["interactive": .bool(interactive)])],
                      timeout: .seconds(600))
+    }
+
+    /// Asks the helper to switch `ref` to its kept previous deployment; returns the digest now installed.
+    func rollback(ref: Ref, interactive: Bool) throws -> Digest {
+        let reply = try call("Rollback", [.string(ref.string), .vardict(["interactive": .bool(interactive)])],
+                             timeout: .seconds(600))
+        guard let text = reply.first?.stringValue else { throw FerryError.failed("ferry-helper: malformed reply") }
+        return try Digest(parsing: text)
     }
 
     func configureRemote(_ name: RemoteName, settings: [String: BusValue]) throws {

@@ -149,9 +149,7 @@ struct RemoteLsCommand: AsyncParsableCommand {
             for offered in try await source.refs() {
                 // The size is the manifest's blobs; reading the manifest costs one small verified request.
                 let size = try? await source.resolve(offered.ref).manifest
-                let total = size.flatMap { try? Manifest.parse($0) }.map {
-                    $0.layers.reduce($0.config.size) { $0 + $1.size }
-                }
+                let total = size.flatMap { try? Manifest.parse($0) }.flatMap { try? $0.totalSize() }
                 rows.append(Row(ref: offered.ref.string, digest: offered.digest.description, version: offered.version,
                                 size: total))
             }

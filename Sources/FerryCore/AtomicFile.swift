@@ -12,7 +12,14 @@ import Foundation
 /// is gone.
 public enum AtomicFile {
     public static func write(_ data: Data, to path: String, mode: mode_t = 0o644) throws {
-        try replace(path) { dfd, tmp, shown in
+        let (dir, name) = try openParent(path)
+        try write(data, in: dir, name: name, mode: mode)
+    }
+
+    /// Replaces the file `name` inside the open directory `dir`: the state tree's writes, which never resolve a
+    /// path again once the directory is open.
+    public static func write(_ data: Data, in dir: DirectoryHandle, name: String, mode: mode_t = 0o644) throws {
+        try replace(name, in: dir) { dfd, tmp, shown in
             let fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
             guard fd >= 0 else { throw ioError("cannot create \(shown)") }
             defer { close(fd) }
@@ -24,29 +31,47 @@ public enum AtomicFile {
 
     /// Points the symlink at `path` to `target`, replacing whatever link is there.
     public static func symlink(_ target: String, at path: String) throws {
-        try replace(path) { dfd, tmp, shown in
+        let (dir, name) = try openParent(path)
+        try symlink(target, in: dir, name: name)
+    }
+
+    /// Points the symlink `name` inside the open directory `dir` to `target`, replacing whatever entry is there.
+    public static func symlink(_ target: String, in dir: DirectoryHandle, name: String) throws {
+        try replace(name, in: dir) { dfd, tmp, shown in
             guard symlinkat(target, dfd, tmp) == 0 else { throw ioError("symlink \(shown)") }
         }
     }
 
-    /// Opens `path`'s directory, lets `create` make the temporary entry, renames it over `path` and syncs the
-    /// directory. The temporary entry is removed if anything before the rename fails.
-    private static func replace(_ path: String,
-                                create: (_ dfd: Int32, _ tmp: String, _ shown: String) throws -> Void) throws {
+    private static func openParent(_ path: String) throws -> (DirectoryHandle, String) {
         let dir = (path as NSString).deletingLastPathComponent
         let name = (path as NSString).lastPathComponent
         let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard dfd >= 0 else { throw ioError("open \(dir)") }
-        defer { close(dfd) }
-        let tmp = ".\(name)\(marker)\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        return (try DirectoryHandle(adopting: dfd), name)
+    }
+
+    /// The temporary name for `name`: a dot name with the writer's pid, short enough for `NAME_MAX` whatever
+    /// the length of `name` (a ref's file name may be 255 bytes).
+    static func temporaryName(for name: String) -> String {
+        var stem = Substring(name)
+        while stem.utf8.count > 160 { stem = stem.dropLast() }
+        return ".\(stem)\(marker)\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
+    /// Lets `create` make the temporary entry in `dir`, renames it over `name` and syncs the directory.
+    /// The temporary entry is removed if anything before the rename fails.
+    private static func replace(_ name: String, in dir: DirectoryHandle,
+                                create: (_ dfd: Int32, _ tmp: String, _ shown: String) throws -> Void) throws {
+        try DirectoryHandle.checkComponent(name)
+        let tmp = temporaryName(for: name)
         do {
-            try create(dfd, tmp, "\(dir)/\(tmp)")
-            guard renameat(dfd, tmp, dfd, name) == 0 else { throw ioError("rename to \(path)") }
+            try create(dir.fd, tmp, tmp)
+            guard renameat(dir.fd, tmp, dir.fd, name) == 0 else { throw ioError("rename to \(name)") }
         } catch {
-            unlinkat(dfd, tmp, 0)
+            unlinkat(dir.fd, tmp, 0)
             throw error
         }
-        guard fsync(dfd) == 0 else { throw ioError("fsync \(dir)") }
+        guard fsync(dir.fd) == 0 else { throw ioError("fsync the directory of \(name)") }
     }
 
     /// `fsync` on a directory, making a rename or unlink in it durable.

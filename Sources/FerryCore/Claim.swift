@@ -9,7 +9,8 @@ import Foundation
 ///  "optional":{"creator":"ferry 0.1","timestamp":1764000000}}
 /// ```
 /// Parsing is strict: unknown keys in `critical` (or in its `image` and `identity` objects) are refused, because
-/// a key this code does not understand may restrict the signature in a way it would silently ignore.
+/// a key this code does not understand may restrict the signature in a way it would silently ignore. A key that
+/// occurs twice in one object, at any depth, is refused too (``JSONDuplicateKeys``).
 public struct Claim: Equatable, Sendable {
     public static let type = "atomic container signature"
     /// Claims are small; anything larger is not a claim.
@@ -30,6 +31,15 @@ public struct Claim: Equatable, Sendable {
     /// Parses and checks the claim's structure; says nothing about who signed it.
     public init(parsing data: Data) throws {
         guard data.count <= Claim.maxSize else { throw FerryError.signatureInvalid("claim larger than 64 KiB") }
+        // JSONSerialization keeps the last of two equal keys and containers/image refuses the document: a claim
+        // with `"docker-reference"` twice would mean one identity here and another to every other reader.
+        do throws(JSONDuplicateKeys.Finding) {
+            try JSONDuplicateKeys.check(data)
+        } catch .duplicateKey(let path, let key) {
+            throw FerryError.signatureInvalid("claim has a duplicate key \(key.debugDescription) in \(path)")
+        } catch .malformed {
+            throw FerryError.signatureInvalid("claim is not valid JSON")
+        }
         let object: Any
         do {
             object = try JSONSerialization.jsonObject(with: data, options: [])

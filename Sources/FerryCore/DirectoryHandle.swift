@@ -140,6 +140,100 @@ public final class DirectoryHandle: @unchecked Sendable {
     }
 }
 
+// MARK: - One level at a time, never following a symlink (state trees)
+
+extension DirectoryHandle {
+    /// Checks that `name` is one plain path component.
+    public static func checkComponent(_ name: String) throws {
+        guard !name.isEmpty, name != ".", name != "..", !name.contains("/"), !name.utf8.contains(0),
+            name.utf8.count <= 255
+        else { throw FerryError.invalidArgument("unsafe file name \(name.prefix(200).debugDescription)") }
+    }
+
+    /// Opens the subdirectory `name` (one component), creating it with `mode` when it is missing.
+    /// A symlink or any other kind of entry in its place is refused (`openat` with `O_NOFOLLOW | O_DIRECTORY`).
+    public func makeSubdirectory(_ name: String, mode: mode_t = 0o755) throws -> DirectoryHandle {
+        try DirectoryHandle.checkComponent(name)
+        if mkdirat(fd, name, mode) != 0, errno != EEXIST { throw ioError("create directory \(name)") }
+        let child = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard child >= 0 else {
+            throw FerryError.failed("\(name) is not a plain directory: \(errnoString())")
+        }
+        return try DirectoryHandle(adopting: child)
+    }
+
+    /// The names in this directory, without `.` and `..` (names that are not UTF-8 are left out).
+    public func entryNames() throws -> [String] { try DirectoryHandle.entries(of: fd).names }
+
+    /// The names in the directory `fd`, without `.` and `..`, in no particular order; names that are not valid
+    /// UTF-8 come back as bytes in `undecodable` (a String would not give the same bytes back to the kernel).
+    /// The corresponding C functions are `fdopendir` and `readdir`, on a duplicate of the descriptor.
+    public static func entries(of fd: Int32) throws -> (names: [String], undecodable: [[UInt8]]) {
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0, let dir = fdopendir(copy) else {
+            if copy >= 0 { close(copy) }
+            throw FerryError.failed("cannot list a directory: \(errnoString())")
+        }
+        defer { closedir(dir) }
+        rewinddir(dir)
+        var names: [String] = []
+        var undecodable: [[UInt8]] = []
+        while true {
+            errno = 0
+            guard let entry = readdir(dir) else {
+                if errno != 0 { throw FerryError.failed("cannot list a directory: \(errnoString())") }
+                return (names, undecodable)
+            }
+            let bytes: [UInt8] = withUnsafeBytes(of: &entry.pointee.d_name) { raw in
+                Array(raw.prefix(while: { $0 != 0 }))
+            }
+            if bytes == [0x2e] || bytes == [0x2e, 0x2e] { continue }
+            if let name = String(validating: bytes, as: UTF8.self) {
+                names.append(name)
+            } else {
+                undecodable.append(bytes)
+            }
+        }
+    }
+
+    /// The file type bits (`S_IFMT`) of the entry `name`, not following a symlink; `nil` when it is missing.
+    public func entryType(_ name: String) -> mode_t? {
+        var st = stat()
+        guard (try? DirectoryHandle.checkComponent(name)) != nil,
+            fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0
+        else { return nil }
+        return st.st_mode & S_IFMT
+    }
+
+    /// The target of the symlink `name`; `nil` when there is no symlink of that name.
+    /// The corresponding C function is `readlinkat`.
+    public func readLink(_ name: String) -> String? {
+        guard entryType(name) == S_IFLNK else { return nil }
+        var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlinkat(fd, name, &buffer, buffer.count)
+        guard n > 0, n < buffer.count else { return nil }
+        return String(validating: buffer[0..<n], as: UTF8.self)
+    }
+
+    /// Removes the entry `name` if it is not a directory; a missing entry is not an error.
+    public func unlinkEntry(_ name: String) throws {
+        try DirectoryHandle.checkComponent(name)
+        guard unlinkat(fd, name, 0) == 0 || errno == ENOENT else { throw ioError("remove \(name)") }
+    }
+
+    /// Removes the directory `name` if it is empty; returns whether it is gone.
+    @discardableResult
+    public func removeEmptyDirectory(_ name: String) -> Bool {
+        guard (try? DirectoryHandle.checkComponent(name)) != nil else { return false }
+        return unlinkat(fd, name, AT_REMOVEDIR) == 0 || errno == ENOENT
+    }
+
+    /// `fsync` of this directory, making a rename or unlink in it durable.
+    public func sync() throws {
+        guard fsync(fd) == 0 else { throw ioError("fsync a directory") }
+    }
+}
+
 /// Reads from `fd` until EOF; refuses more than `maxSize` bytes (the extra byte is how we notice).
 public func readAll(fd: Int32, maxSize: Int, what: String) throws -> Data {
     var data = Data()

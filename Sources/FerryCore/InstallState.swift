@@ -54,23 +54,31 @@ public struct InstallState: Codable, Sendable, Equatable {
     /// resetting would forget the timestamp records and let an old release back in.
     public static func load(from path: String) throws -> InstallState {
         guard let data = FileManager.default.contents(atPath: path) else { return InstallState() }
-        guard data.count <= maxSize else { throw FerryError.failed("\(path) is larger than 64 MiB") }
+        return try decode(data, shown: path)
+    }
+
+    /// Decodes state read from `shown`; a corrupt file is an error (see ``load(from:)``).
+    public static func decode(_ data: Data, shown: String) throws -> InstallState {
+        guard data.count <= maxSize else { throw FerryError.failed("\(shown) is larger than 64 MiB") }
         do {
             return try JSONDecoder().decode(InstallState.self, from: data)
         } catch {
-            throw FerryError.failed("\(path) is corrupt: \(error)")
+            throw FerryError.failed("\(shown) is corrupt: \(error)")
+        }
+    }
+
+    /// The bytes of state.json: sorted keys, so a rewrite of the same state is the same file.
+    public func encoded() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        do {
+            return try encoder.encode(self)
+        } catch {
+            throw FerryError.failed("cannot encode state: \(error)")
         }
     }
 
     public func save(to path: String, mode: mode_t = 0o644) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        let data: Data
-        do {
-            data = try encoder.encode(self)
-        } catch {
-            throw FerryError.failed("cannot encode state: \(error)")
-        }
-        try AtomicFile.write(data, to: path, mode: mode)
+        try AtomicFile.write(try encoded(), to: path, mode: mode)
     }
 }

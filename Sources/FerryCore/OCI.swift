@@ -141,7 +141,36 @@ public struct Manifest: Codable, Sendable, Equatable {
             throw FerryError.invalidArgument("image config larger than 1 MiB")
         }
         for layer in manifest.layers { _ = try LayerCompression(mediaType: layer.mediaType) }
+        _ = try manifest.totalSize()
         return manifest
+    }
+
+    /// The config's and the layers' sizes added up: the bytes an install downloads and copies.
+    /// - Throws: `.invalidArgument` when they add up past `Int64.max` (see ``Swift/Sequence/totalSize()``).
+    public func totalSize() throws -> Int64 {
+        try ([config] + layers).totalSize()
+    }
+}
+
+extension Sequence where Element == Descriptor {
+    /// The descriptors' sizes added up, with checked arithmetic.
+    ///
+    /// Each size is a signed manifest's claim, up to `Int64.max` apiece: a plain `+` over a few of them traps, and
+    /// a trap in the root helper is a denial of service for every caller. ``Manifest/parse(_:)`` already refuses
+    /// such a manifest; callers that sum descriptors use this too, so no sum relies on that having happened.
+    /// - Throws: `.invalidArgument` "manifest sizes overflow" when the sum does not fit, or when a size is negative
+    ///   (decoding refuses those; a descriptor built in code could still carry one).
+    public func totalSize() throws -> Int64 {
+        var total: Int64 = 0
+        for descriptor in self {
+            guard descriptor.size >= 0 else { throw FerryError.invalidArgument("descriptor with negative size") }
+            let (sum, overflow) = total.addingReportingOverflow(descriptor.size)
+            guard !overflow else {
+                throw FerryError.invalidArgument("manifest sizes overflow: the blobs add up to more than 2^63-1 bytes")
+            }
+            total = sum
+        }
+        return total
     }
 }
 

@@ -29,15 +29,28 @@ public struct Ref: ValidatedName {
     /// The ref's slash-separated components, the tag left on the last one.
     public var components: [Substring] { string.split(separator: "/") }
 
-    /// The name used for a launcher: the first component.
-    public var launcherName: String { String(name.split(separator: "/").first ?? Substring(name)) }
+    /// The app ID: the first component of the name (`org.vsekai.Client`). Exports are scoped to it: an image may
+    /// export only `<appID>.desktop`, `<appID>.*.desktop` and the launcher `exports/bin/<appID>`, and one app ID is
+    /// installed from one remote at a time.
+    public var appID: String { String(name.split(separator: "/").first ?? Substring(name)) }
 
-    /// A single path component that stands for this ref (used where one file per ref is needed).
-    /// `/` becomes `%2F` and `:` becomes `%3A`, which the grammar never allows in a ref, so it is injective.
-    public var escapedFileName: String {
-        string.replacingOccurrences(of: "/", with: "%2F").replacingOccurrences(of: ":", with: "%3A")
+    /// The name used for a launcher: the app ID.
+    public var launcherName: String { appID }
+
+    /// The single path component that stands for this ref in a state tree (`installed/`, `deploy/`, `locks/`).
+    ///
+    /// `/` becomes `~`, which the grammar never allows in a ref, so the mapping is injective and keeps the length
+    /// (a ref of 255 bytes stays a legal file name). A ref is never nested directories: `com.b.P/files/x` under
+    /// `com.b.P` would otherwise walk into P's deployment and follow the image's own symlinks.
+    public var escapedFileName: String { string.replacingOccurrences(of: "/", with: "~") }
+
+    /// The ref an ``escapedFileName`` stands for; `nil` for a name no ref escapes to.
+    public init?(escapedFileName name: String) {
+        guard !name.contains("/"), let ref = try? Ref(name.replacingOccurrences(of: "~", with: "/")),
+            ref.escapedFileName == name
+        else { return nil }
+        self = ref
     }
-
 
     public static func isValid(_ s: String) -> Bool {
         let bytes = Array(s.utf8)

@@ -78,7 +78,7 @@ public final class Fetcher: Sendable {
         let needed = ([manifest.config] + manifest.layers).filter { !isCached($0) }
         var unique: [Descriptor] = []
         for blob in needed where !unique.contains(where: { $0.digest == blob.digest }) { unique.append(blob) }
-        let total = UInt64(unique.reduce(Int64(0)) { $0 + $1.size })
+        let total = UInt64(try unique.totalSize())
         progress.begin("\(ref): downloading", total: total)
         try await withThrowingTaskGroup(of: Void.self) { group in
             var running = 0

@@ -7,18 +7,23 @@ import NIOHTTP1
 /// HTTP for the agent: bounded reads, stall timeouts, redirects, and resumable verified downloads.
 ///
 /// Nothing a server says about length is trusted: bodies are counted as they stream and cut off one byte past
-/// the caller's cap. A server that stops sending for ``stallTimeout`` fails the request; one that redirects in
-/// a loop fails after a few hops.
+/// the caller's cap. A server that stops sending for ``stallTimeout`` fails the request (the client's read timeout
+/// runs until a whole response head has arrived, so a head dripped byte by byte fails it too), one whose body is
+/// too slow for the ``floor`` fails it, and one that redirects in a loop fails after a few hops.
 public final class HTTPTransport: Sendable {
     public let client: HTTPClient
     /// Time without a single byte before a response is abandoned.
     public let stallTimeout: TimeAmount
     /// The longest any one request may take in all (metadata and blobs alike).
     public let deadline: TimeAmount
+    /// The slowest response body this transport waits for.
+    public let floor: TransferFloor
 
     /// The agent's transport. `FERRY_STALL_TIMEOUT` (seconds, 1 to 3600) overrides the 30 s stall timeout, so
     /// tests of hostile servers need not wait half a minute per stall.
-    public static let shared = HTTPTransport(stallTimeout: stallTimeoutFromEnvironment() ?? .seconds(30))
+    /// `FERRY_MIN_RATE_BYTES` and `FERRY_MIN_RATE_WINDOW` override the transfer floor (``TransferFloor``).
+    public static let shared = HTTPTransport(stallTimeout: stallTimeoutFromEnvironment() ?? .seconds(30),
+                                             floor: .fromEnvironment())
 
     static func stallTimeoutFromEnvironment() -> TimeAmount? {
         guard let text = ProcessInfo.processInfo.environment["FERRY_STALL_TIMEOUT"], let seconds = Double(text),
@@ -32,7 +37,7 @@ public final class HTTPTransport: Sendable {
     private let unreachable = UnreachableOrigins()
 
     public init(stallTimeout: TimeAmount = .seconds(30), connectTimeout: TimeAmount = .seconds(5),
-                deadline: TimeAmount = .hours(6)) {
+                deadline: TimeAmount = .hours(6), floor: TransferFloor = .standard) {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = HTTPClient.Configuration.Timeout(connect: connectTimeout, read: stallTimeout)
         configuration.redirectConfiguration = .follow(max: 8, allowCycles: false)
@@ -40,6 +45,7 @@ public final class HTTPTransport: Sendable {
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
         self.stallTimeout = stallTimeout
         self.deadline = deadline
+        self.floor = floor
     }
 
     deinit { try? client.syncShutdown() }
@@ -61,8 +67,10 @@ public final class HTTPTransport: Sendable {
         if url.hasPrefix("file://") { return try readFileURL(url, maxSize: maxSize) }
         let response = try await send(url, headers: headers)
         var body = Data()
+        var watch = TransferWatch(floor, url: url)
         do {
             for try await buffer in response.body {
+                try watch.received(buffer.readableBytes)
                 body.append(contentsOf: buffer.readableBytesView)
                 if body.count > maxSize {
                     throw FerryError.invalidArgument("\(url): response larger than \(maxSize) bytes")
@@ -144,8 +152,11 @@ public final class HTTPTransport: Sendable {
             throw FerryError.failed("\(url): HTTP \(response.status.code)")
         }
         var behind = WriteBehind(fd: fd, offset: verifier.received)
+        var watch = TransferWatch(floor, url: url)
         do {
             for try await buffer in response.body {
+                // A drip is a transport failure: the verified prefix stays for the next mirror to resume.
+                try watch.received(buffer.readableBytes)
                 try buffer.withUnsafeReadableBytes { raw in
                     try verifier.consume(raw)
                     try writeAll(fd: fd, data: raw, what: path)

@@ -45,6 +45,50 @@ enum RegistryAuth {
         return Challenge(scheme: scheme, values: values)
     }
 
+    /// A token realm that passed ``checkRealm(_:registry:)``, and whether the user's credential may go to it.
+    struct Realm {
+        var components: URLComponents
+        var mayReceiveCredential: Bool
+    }
+
+    /// Checks a token realm from a registry's `WWW-Authenticate` challenge, which is untrusted input.
+    ///
+    /// Only `http` and `https` URLs with a host are accepted: a `file://` realm would have the agent read a local
+    /// file and send what it holds to the registry as a bearer token (other schemes reach other local services).
+    /// The user's stored credential, looked up for the registry's host, goes to the realm only where the user sent
+    /// it anyway: over https to any host (Docker Hub's realm is `https://auth.docker.io`, and TLS keeps it
+    /// private), or to the registry's own scheme, host and port. Never over plain http to another host or port,
+    /// where anyone on the path (or whoever the registry names) would read it; the realm is then asked for an
+    /// anonymous token, which is all a public image needs.
+    /// - Parameters:
+    ///   - realm: the challenge's `realm` value.
+    ///   - registry: the registry's `scheme://host[:port]`, from the user's configuration.
+    /// - Throws: `.invalidArgument` "token realm … is not an http(s) URL".
+    static func checkRealm(_ realm: String, registry: String) throws -> Realm {
+        let registryURL = URLComponents(string: registry)
+        let registryHost = registryURL.map { ($0.host ?? "") + ($0.port.map { ":\($0)" } ?? "") } ?? registry
+        guard let components = URLComponents(string: realm),
+            let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
+            let host = components.host, !host.isEmpty
+        else {
+            throw FerryError.invalidArgument(
+                "registry \(registryHost): token realm \(String(realm.prefix(200)).debugDescription) is not an "
+                    + "http(s) URL"
+            )
+        }
+        let sameOrigin = registryURL.map { origin($0) == origin(components) } ?? false
+        return Realm(components: components, mayReceiveCredential: scheme == "https" || sameOrigin)
+    }
+
+    /// `host[:port]` with the scheme's default port made explicit, lowercased: equal strings mean one service.
+    private static func hostPort(_ url: URLComponents) -> String {
+        "\(url.host?.lowercased() ?? ""):\(url.port ?? (url.scheme?.lowercased() == "https" ? 443 : 80))"
+    }
+
+    private static func origin(_ url: URLComponents) -> String {
+        "\(url.scheme?.lowercased() ?? "")://\(hostPort(url))"
+    }
+
     /// The base64 `user:password` for a registry host, from the first of `$REGISTRY_AUTH_FILE`,
     /// `$XDG_RUNTIME_DIR/containers/auth.json`, `~/.config/containers/auth.json`, `~/.docker/config.json`
     /// that names it (the files containers/image and Docker read).

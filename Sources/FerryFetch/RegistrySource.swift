@@ -68,14 +68,16 @@ public struct RegistrySource: ImageSource {
         guard params.scheme == "bearer", let realm = params.values["realm"] else {
             throw FerryError.failed("\(base.origin): unsupported auth challenge \(challenge.prefix(100))")
         }
-        var components = URLComponents(string: realm)
-        var items = components?.queryItems ?? []
+        // The realm is the server's word: http(s) only, and the credential only where the user sent it anyway.
+        let checked = try RegistryAuth.checkRealm(realm, registry: base.origin)
+        var components = checked.components
+        var items = components.queryItems ?? []
         if let service = params.values["service"] { items.append(URLQueryItem(name: "service", value: service)) }
         items.append(URLQueryItem(name: "scope", value: params.values["scope"] ?? scope))
-        components?.queryItems = items
-        guard let url = components?.string else { throw FerryError.failed("bad token realm \(realm)") }
+        components.queryItems = items
+        guard let url = components.string else { throw FerryError.failed("bad token realm \(realm.prefix(200))") }
         var headers: [(String, String)] = []
-        if let credential = RegistryAuth.credential(for: base.hostPort) {
+        if checked.mayReceiveCredential, let credential = RegistryAuth.credential(for: base.hostPort) {
             headers.append(("Authorization", "Basic \(credential)"))
         }
         let response = try await transport.get(url, maxSize: 1024 * 1024, headers: headers)

@@ -84,13 +84,21 @@ public struct BlobStore: Sendable {
     /// Removes every stored blob not in `keep` and not pinned by a deploy in progress.
     public func collectGarbage(keeping keep: Set<Digest>) {
         for algorithm in [Digest.Algorithm.sha256, .sha512] {
-            let dir = "\(paths.blobs)/\(algorithm.rawValue)"
-            for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+            guard let dir = try? DirectoryHandle(path: paths.blobs).openDirectory(algorithm.rawValue) else { continue }
+            for name in (try? dir.entryNames()) ?? [] {
                 guard let digest = try? Digest(algorithm: algorithm, hex: name), !keep.contains(digest),
                     !BlobPins.shared.isPinned(digest)
                 else { continue }
-                unlink("\(dir)/\(name)")
+                try? dir.unlinkEntry(name)
             }
+        }
+    }
+
+    /// Removes the given blobs (a failed deploy taking back what it added).
+    func remove(_ digests: [Digest]) {
+        guard !digests.isEmpty, let store = try? DirectoryHandle(path: paths.blobs) else { return }
+        for digest in digests {
+            try? store.openDirectory(digest.algorithm.rawValue)?.unlinkEntry(digest.hex)
         }
     }
 }

@@ -1,56 +1,90 @@
 import FerryCore
 import Foundation
 
-/// Launchers and desktop entries an installed image exports.
+/// Launchers and desktop entries an installed image exports, scoped to its app ID (``Ref/appID``).
 ///
-/// The launcher `exports/bin/<first ref component>` runs the image's command (config `Entrypoint` + `Cmd`) from the
-/// deployment's `files/`, through the `installed/<ref>` link so it follows updates. The image's
-/// `share/applications/*.desktop` files are copied to `exports/share/applications/` with `Exec=` pointing at the
-/// launcher. When two refs share a first component, the most recent install owns the launcher.
+/// A ref exports at most the launcher `exports/bin/<appID>`, which runs the image's command (config `Entrypoint` +
+/// `Cmd`) from the deployment's `files/` through the `installed/<ref>` link, and the image's
+/// `share/applications/<appID>.desktop` and `<appID>.*.desktop`, rewritten by ``DesktopEntry`` to run that launcher.
+/// Any other name is ignored: an image from one remote must not replace another app's launcher or desktop file, nor
+/// claim a name such as `firefox-esr.desktop` (and with it the `https` handler).
+///
+/// Every exported file belongs to one ref (state records it). A file another ref owns is never replaced, except by
+/// a ref whose app ID matches the name more closely (`org.a.App.desktop` belongs to `org.a.App`, even when
+/// `org.a` claimed it through `org.a.*.desktop` first); an uninstall removes only the files its ref owns.
+/// All writes go through descriptors of the state tree. Failures here never fail an install.
 struct Exports {
-    let paths: InstallPaths
+    let tree: StateTree
 
     /// The largest .desktop file copied; desktop entries are small.
     static let maxDesktopFile = 64 * 1024
 
-    /// Writes the exports of `ref` and removes files of `replacing` that are no longer exported.
-    /// Returns the exported files relative to the state root. Failures here never fail an install.
-    mutating func export(ref: Ref, deployment: String, config: ImageConfig, replacing old: [String]) -> [String] {
+    static func launcherFile(_ ref: Ref) -> String { "exports/bin/\(ref.appID)" }
+    static func applicationFile(_ name: String) -> String { "exports/share/applications/\(name)" }
+
+    /// Whether an image of `appID` may export the desktop file `name`.
+    static func mayExport(desktopFile name: String, appID: String) -> Bool {
+        guard name.hasSuffix(".desktop"), (try? DirectoryHandle.checkComponent(name)) != nil else { return false }
+        return name == appID + ".desktop" || (name.hasPrefix(appID + ".") && name.count > appID.count + 9)
+    }
+
+    /// The app ID that owns an exported file by name: the longest match decides between two that both may.
+    static func closeness(of file: String, to appID: String) -> Int {
+        let name = (file as NSString).lastPathComponent
+        if file.hasPrefix("exports/bin/") { return name == appID ? Int.max : -1 }
+        return mayExport(desktopFile: name, appID: appID) ? appID.count : -1
+    }
+
+    /// Writes the exports of `ref` from its deployment `relative` and removes files of `old` it no longer exports.
+    /// `owners` maps every exported file of the scope to the ref that owns it; a file another ref owns is taken
+    /// only by a closer app ID, and `takenOver` lists those files so the caller can update their old owner.
+    /// Returns the files `ref` now owns, relative to the state root.
+    func export(ref: Ref, deployment relative: String, config: ImageConfig, replacing old: [String],
+                owners: [String: Ref], takenOver: inout [String]) -> [String] {
         var written: [String] = []
-        let command = config.command
-        let launcher = "\(paths.exportsBin)/\(ref.launcherName)"
-        if let script = Exports.launcherScript(ref: ref, paths: paths, command: command) {
-            if (try? makeDirectory(paths.exportsBin)) != nil,
-                (try? AtomicFile.write(Data(script.utf8), to: launcher, mode: 0o755)) != nil
-            {
-                written.append(String(launcher.dropFirst(paths.root.count + 1)))
+        func mayWrite(_ file: String) -> Bool {
+            guard let owner = owners[file], owner != ref else { return true }
+            guard Exports.closeness(of: file, to: ref.appID) > Exports.closeness(of: file, to: owner.appID) else {
+                return false
             }
+            takenOver.append(file)
+            return true
         }
-        if let apps = try? DirectoryHandle(path: deployment + "/files"),
-            let appDir = try? apps.openDirectory("share/applications")
+        let launcher = tree.paths.root + "/" + Exports.launcherFile(ref)
+        if let script = Exports.launcherScript(ref: ref, paths: tree.paths, command: config.command),
+            mayWrite(Exports.launcherFile(ref)), let bin = try? tree.exportsBin(),
+            (try? AtomicFile.write(Data(script.utf8), in: bin, name: ref.appID, mode: 0o755)) != nil
         {
-            let names = ((try? FileManager.default.contentsOfDirectory(atPath: deployment + "/files/share/applications"))
-                ?? []).filter { $0.hasSuffix(".desktop") }.sorted()
-            for name in names {
-                guard (try? DirectoryHandle.components(of: name))?.count == 1,
-                    let data = try? appDir.readFile(name, maxSize: Exports.maxDesktopFile)
+            written.append(Exports.launcherFile(ref))
+        }
+        if let deployment = try? tree.openDeployment(relative),
+            let apps = try? deployment.openDirectory("files/share/applications")
+        {
+            let names = ((try? apps.entryNames()) ?? []).filter { Exports.mayExport(desktopFile: $0, appID: ref.appID) }
+            for name in names.sorted() where mayWrite(Exports.applicationFile(name)) {
+                guard let data = try? apps.readFile(name, maxSize: Exports.maxDesktopFile),
+                    let text = String(validating: data, as: UTF8.self),
+                    let entry = try? DesktopEntry.parse(text),
+                    let target = try? tree.exportsApplications(),
+                    (try? AtomicFile.write(Data(entry.rewritten(launcher: launcher).utf8), in: target, name: name,
+                                           mode: 0o644)) != nil
                 else { continue }
-                let rewritten = Exports.rewriteDesktopEntry(String(decoding: data, as: UTF8.self), launcher: launcher)
-                let target = "\(paths.exportsApplications)/\(name)"
-                if (try? makeDirectory(paths.exportsApplications)) != nil,
-                    (try? AtomicFile.write(Data(rewritten.utf8), to: target, mode: 0o644)) != nil
-                {
-                    written.append(String(target.dropFirst(paths.root.count + 1)))
-                }
+                written.append(Exports.applicationFile(name))
             }
         }
-        remove(old.filter { !written.contains($0) })
+        remove(old.filter { !written.contains($0) && (owners[$0] == nil || owners[$0] == ref) })
         return written
     }
 
+    /// Removes exported files (paths relative to the state root, as state records them).
     func remove(_ files: [String]) {
-        for file in files where (try? DirectoryHandle.components(of: file)) != nil {
-            unlink("\(paths.root)/\(file)")
+        for file in files {
+            let name = (file as NSString).lastPathComponent
+            if file == "exports/bin/\(name)" {
+                try? tree.exportsBin().unlinkEntry(name)
+            } else if file == Exports.applicationFile(name) {
+                try? tree.exportsApplications().unlinkEntry(name)
+            }
         }
     }
 
@@ -74,23 +108,6 @@ struct Exports {
             exec \(words) "$@"
 
             """
-    }
-
-    /// Rewrites `Exec=` and `TryExec=` keys to run the launcher, keeping field codes such as `%U`.
-    static func rewriteDesktopEntry(_ text: String, launcher: String) -> String {
-        var lines: [String] = []
-        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            if line.hasPrefix("Exec=") {
-                let args = line.dropFirst(5).split(separator: " ", omittingEmptySubsequences: true).dropFirst()
-                    .filter { $0.hasPrefix("%") }
-                lines.append((["Exec=" + launcher] + args.map(String.init)).joined(separator: " "))
-            } else if line.hasPrefix("TryExec=") {
-                lines.append("TryExec=" + launcher)
-            } else {
-                lines.append(String(line))
-            }
-        }
-        return lines.joined(separator: "\n")
     }
 }
 

@@ -7,11 +7,13 @@ import Foundation
 /// blobs/sha256/<hex>                 verified blobs, content-addressed
 /// deploy/<ref>/<manifest-hex>/files/ extracted tree; beside it manifest.json, config.json, claim.json, signatures/
 /// installed/<ref>                    symlink to the active deployment, replaced by rename()
+/// locks/state.lock, locks/refs/<ref> lock files
 /// exports/bin/, exports/share/       launchers and .desktop files
 /// state.json                         installed refs and timestamp records
 /// tuf/<remote>/                      trusted TUF metadata
-/// tmp/, locks/                       work in progress (swept at start) and lock files
+/// tmp/                               work in progress (swept at start)
 /// ```
+/// `<ref>` is always ``Ref/escapedFileName``: one component, never nested directories.
 public struct InstallPaths: Sendable, Equatable {
     public let root: String
 
@@ -40,8 +42,8 @@ public struct InstallPaths: Sendable, Equatable {
     public var locks: String { root + "/locks" }
     public func tuf(_ remote: RemoteName) -> String { root + "/tuf/\(remote)" }
 
-    public func deployment(ref: Ref, digest: Digest) -> String { "\(deploy)/\(ref.string)/\(digest.hex)" }
-    public func installedLink(_ ref: Ref) -> String { "\(installed)/\(ref.string)" }
+    public func deployment(ref: Ref, digest: Digest) -> String { "\(deploy)/\(ref.escapedFileName)/\(digest.hex)" }
+    public func installedLink(_ ref: Ref) -> String { "\(installed)/\(ref.escapedFileName)" }
     public func blob(_ digest: Digest) -> String { "\(blobs)/\(digest.algorithm.rawValue)/\(digest.hex)" }
 }
 

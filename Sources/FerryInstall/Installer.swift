@@ -13,17 +13,22 @@ public struct DeployRequest: Sendable {
     public var remote: Remote
     public var ref: Ref
     public var allowDowngrade: Bool
+    /// `--switch-remote`: the app ID may be installed from another remote now (authorized as a downgrade).
+    public var switchRemote: Bool
     /// The local clock, Unix seconds (claims more than 24 h ahead of it are refused).
     public var now: Int64
+    /// Who asks, for the history (the bus caller in the helper).
+    public var uid: UInt32 = getuid()
     /// Extra checks on the manifest before anything is copied (TUF freshness): digest and size of the manifest.
     public var checkManifest: (@Sendable (Descriptor) throws -> Void)?
 
-    public init(remote: Remote, ref: Ref, allowDowngrade: Bool = false,
+    public init(remote: Remote, ref: Ref, allowDowngrade: Bool = false, switchRemote: Bool = false,
                 now: Int64 = Int64(Date().timeIntervalSince1970),
                 checkManifest: (@Sendable (Descriptor) throws -> Void)? = nil) {
         self.remote = remote
         self.ref = ref
         self.allowDowngrade = allowDowngrade
+        self.switchRemote = switchRemote
         self.now = now
         self.checkManifest = checkManifest
     }
@@ -39,7 +44,14 @@ public struct DeployPlan: Sendable {
     /// The signatures the claim was verified from: these are what the deployment keeps, never a second read.
     public var signatures: SignatureSet
     public var decision: TimestampPolicy.Decision
+    /// The remote the ref's app ID is installed from now, when this deploy moves it to another (`--switch-remote`).
+    public var switchesFrom: RemoteName?
     public var digest: Digest { manifestDescriptor.digest }
+
+    /// Whether two plans would ask for the same authorization.
+    func asksForTheSame(as other: DeployPlan) -> Bool {
+        decision == other.decision && digest == other.digest && switchesFrom == other.switchesFrom
+    }
 }
 
 /// What a deploy did.
@@ -59,9 +71,10 @@ public struct InstalledRef: Sendable, Equatable {
 /// The install engine shared by `ferry --user` and `ferry-helper`: staged layout → verified blobs →
 /// deployment → atomic switch → durable state.
 ///
-/// Crash safety: everything before the rename of `installed/<ref>` lives in `tmp/` or in a deployment directory
-/// nothing points to yet, and is swept by ``recover()``. The rename is the commit point; `state.json` follows it,
-/// and ``recover()`` re-derives state from the links when a crash fell between the two.
+/// Every operation on the state tree goes through ``StateTree``: directory descriptors, one escaped component
+/// per ref, no symlink followed. Crash safety: everything before the rename of `installed/<ref>` lives in `tmp/`
+/// or in a deployment directory nothing points to yet, and is swept by ``recover()``. The rename is the commit
+/// point; `state.json` follows it, and ``recover()`` re-derives state from the links when a crash fell between.
 public final class Installer: @unchecked Sendable {
     public let paths: InstallPaths
     public let ownership: LayerExtractor.Ownership
@@ -95,11 +108,25 @@ public final class Installer: @unchecked Sendable {
     ///
     /// Verified here: the manifest against the digest `index.json` names, the signatures against the remote's
     /// keys, the claim's digest and identity (derived from the remote configuration and the ref, never from
-    /// anything staged), and the timestamp rules against the recorded state.
+    /// anything staged), the timestamp rules against the recorded state, and that the ref's app ID is not
+    /// installed from another remote (unless the request switches remotes, which is authorized as a downgrade).
     public func plan(source: ImageLayout, request: DeployRequest) throws -> DeployPlan {
         let ref = request.ref
         guard request.remote.hasKeys else {
             throw FerryError.untrusted("remote \(request.remote.name) has no trusted keys; nothing can be verified")
+        }
+        let current = try state()
+        // One app ID, one remote: a publisher blessed for remote B must not reach an app installed from A through
+        // another branch of the same app ID, nor by a claim that happens to match A's record.
+        let foreign = current.installed.compactMap { key, installation -> (Ref, InstallState.Installation)? in
+            guard let other = try? Ref(key), other.appID == ref.appID, installation.remote != request.remote.name
+            else { return nil }
+            return (other, installation)
+        }.sorted { $0.0 < $1.0 }
+        if let (other, installation) = foreign.first, !request.switchRemote {
+            throw FerryError.untrusted(
+                "\(ref.appID) is installed from remote \(installation.remote) (\(other)); installing it from "
+                    + "\(request.remote.name) needs --switch-remote")
         }
         let descriptor = try source.descriptor(for: ref)
         guard descriptor.size <= Manifest.maxSize else {
@@ -111,32 +138,52 @@ public final class Installer: @unchecked Sendable {
         let signatures = try source.signatures(ref: ref, digest: descriptor.digest)
         let claim = try ClaimVerifier.verify(signatures, digest: descriptor.digest,
                                              identity: request.remote.identity(for: ref), keys: keys)
-        let current = try state()
         let recorded = current.record(remote: request.remote.name, ref: ref)
         let installed = current.installed[ref.string]
+        let installedFromHere = installed.map { $0.remote == request.remote.name } ?? false
         let decision = try TimestampPolicy.decide(
             newTimestamp: claim.timestamp, newDigest: descriptor.digest,
             recorded: recorded.map { ($0.timestamp, $0.digest) },
-            installed: installed != nil && installed?.digest == recorded?.digest,
+            installed: installedFromHere ? installed?.digest : nil,
             now: request.now, allowDowngrade: request.allowDowngrade)
+        var switchesFrom: RemoteName?
+        if let (_, installation) = foreign.first {
+            switchesFrom = installation.remote
+            // A switch never goes back in time silently either: the claim must not be older than the one installed.
+            if let installed, installed.remote != request.remote.name, claim.timestamp < installed.timestamp,
+                !request.allowDowngrade
+            {
+                throw FerryError(
+                    .downgrade,
+                    "claim from \(TimestampPolicy.describe(claim.timestamp)) of remote \(request.remote.name) is older "
+                        + "than the installed \(TimestampPolicy.describe(installed.timestamp)) from remote "
+                        + "\(installed.remote); use --allow-downgrade to switch anyway")
+            }
+        }
         return DeployPlan(ref: ref, remote: request.remote.name, manifestDescriptor: descriptor, manifest: manifest,
-                          claim: claim, signatures: signatures, decision: decision)
+                          claim: claim, signatures: signatures, decision: decision, switchesFrom: switchesFrom)
     }
 
     /// Deploys `request.ref` from `source`. `authorize` sees the plan before anything is written and may throw
     /// (the helper asks polkit there). Deploys of the same ref are serialized across threads and processes.
+    ///
+    /// Nothing is created before `authorize` returns, not even the ref's lock file (a caller who may not install
+    /// must not be able to fill the disk with inodes), and no lock is held while it runs (an authentication
+    /// dialog can take minutes). Under the lock the plan is made again, and asked for again if it changed.
     @discardableResult
     public func deploy(
         source: ImageLayout, request: DeployRequest,
         authorize: (DeployPlan) throws -> Void = { _ in },
         progress: (DeployPhase, UInt64, UInt64) -> Void = { _, _, _ in }
     ) throws -> DeployOutcome {
-        try makeDirectory(paths.locks)
-        let refLock = try FileLock(path: "\(paths.locks)/\(request.ref.escapedFileName).lock")
+        let first = try plan(source: source, request: request)
+        try authorize(first)
+        let tree = try StateTree(paths: paths)
+        let refLock = try tree.lockRef(request.ref)
         defer { refLock.unlock() }
+        let plan = try self.plan(source: source, request: request)
+        if !plan.asksForTheSame(as: first) { try authorize(plan) }
 
-        let plan = try plan(source: source, request: request)
-        try authorize(plan)
         let target = paths.deployment(ref: request.ref, digest: plan.digest)
         if plan.decision == .nothingToDo {
             return DeployOutcome(decision: .nothingToDo, digest: plan.digest, deployment: target)
@@ -149,22 +196,22 @@ public final class Installer: @unchecked Sendable {
         defer { BlobPins.shared.unpin(digests) }
         var added: [Digest] = []
         do {
-            return try copyExtractCommit(plan: plan, request: request, source: source, descriptors: descriptors,
-                                         target: target, added: &added, progress: progress)
+            return try copyExtractCommit(plan: plan, uid: request.uid, tree: tree, source: source,
+                                         descriptors: descriptors, target: target, added: &added, progress: progress)
         } catch {
             // Bad input loses nothing and leaves nothing: take back the blobs this deploy added.
             BlobPins.shared.unpin(digests)
             defer { BlobPins.shared.pin(digests) }
-            discard(added)
+            discard(added, tree: tree)
             throw error
         }
     }
 
     private func copyExtractCommit(
-        plan: DeployPlan, request: DeployRequest, source: ImageLayout, descriptors: [Descriptor], target: String,
+        plan: DeployPlan, uid: UInt32, tree: StateTree, source: ImageLayout, descriptors: [Descriptor], target: String,
         added: inout [Digest], progress: (DeployPhase, UInt64, UInt64) -> Void
     ) throws -> DeployOutcome {
-        let total = UInt64(descriptors.reduce(Int64(0)) { $0 + $1.size })
+        let total = UInt64(try descriptors.totalSize())
         var copied: UInt64 = 0
         progress(.copy, 0, total)
         for descriptor in descriptors {
@@ -185,45 +232,43 @@ public final class Installer: @unchecked Sendable {
         }
         progress(.verify, 1, 1)
 
-        // Extract into a fresh directory under tmp/, then move it into deploy/.
-        if !isCompleteDeployment(target) {
-            try extract(plan: plan, config: configData, diffIDs: config.rootfs.diff_ids, into: target,
+        // Extract into a fresh directory under tmp/, then move it into deploy/. A deployment is reused only when
+        // its record says it is this ref's, from this remote, of this digest.
+        let relative = StateTree.relativeDeployment(plan.ref, hex: plan.digest.hex)
+        if tree.record(relative, ref: plan.ref, remote: plan.remote)?.digest != plan.digest {
+            try extract(plan: plan, tree: tree, config: configData, diffIDs: config.rootfs.diff_ids,
                         progress: progress)
         }
 
         // Commit: the link rename is the switch; state follows.
         progress(.commit, 0, 1)
-        let outcome = try commit(plan: plan, target: target, config: config)
+        let outcome = try commit(plan: plan, uid: uid, tree: tree, target: target, config: config)
         progress(.commit, 1, 1)
         return outcome
     }
 
     /// Removes blobs a failed deploy added, unless state or another deploy in progress needs them.
-    private func discard(_ added: [Digest]) {
-        guard !added.isEmpty, let stateLock = try? FileLock(path: "\(paths.locks)/state.lock") else { return }
-        defer { stateLock.unlock() }
-        let referenced = (try? state()).map(referencedBlobs) ?? Set(added)
-        for digest in added where !referenced.contains(digest) && !BlobPins.shared.isPinned(digest) {
-            unlink(blobs.path(digest))
+    private func discard(_ added: [Digest], tree: StateTree) {
+        guard !added.isEmpty else { return }
+        // Under the state lock (read only), so a concurrent commit's new references are seen.
+        _ = try? tree.update(mode: stateMode) { state in
+            let referenced = referencedBlobs(state, tree: tree)
+            blobs.remove(added.filter { !referenced.contains($0) && !BlobPins.shared.isPinned($0) })
         }
     }
 
-    private func isCompleteDeployment(_ path: String) -> Bool {
-        FileManager.default.fileExists(atPath: path + "/deployment.json")
-    }
-
-    private func extract(plan: DeployPlan, config: Data, diffIDs: [Digest],
-                         into target: String, progress: (DeployPhase, UInt64, UInt64) -> Void) throws {
-        try makeDirectory(paths.tmp)
-        let work = "\(paths.tmp)/deploy-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try makeDirectory(work + "/files")
+    private func extract(plan: DeployPlan, tree: StateTree, config: Data, diffIDs: [Digest],
+                         progress: (DeployPhase, UInt64, UInt64) -> Void) throws {
+        let tmp = try tree.tmp()
+        let workName = "deploy-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let work = try tmp.makeSubdirectory(workName, mode: 0o700)
         var finished = false
         defer {
-            if !finished { try? LayerExtractor.removeTree(work) }
+            if !finished { try? LayerExtractor.removeTree(named: workName, in: tmp) }
         }
-        let filesDir = try DirectoryHandle(path: work + "/files")
+        let filesDir = try work.makeSubdirectory("files")
         let extractor = LayerExtractor(target: filesDir, limits: limits, ownership: ownership)
-        let total = UInt64(plan.manifest.layers.reduce(Int64(0)) { $0 + $1.size })
+        let total = UInt64(try plan.manifest.layers.totalSize())
         var done: UInt64 = 0
         progress(.extract, 0, total)
         for (layer, diffID) in zip(plan.manifest.layers, diffIDs) {
@@ -236,216 +281,130 @@ public final class Installer: @unchecked Sendable {
         }
         // The verified metadata beside the tree, so a deployment explains itself (and recover() can rebuild state).
         let manifestData = try blobs.read(plan.manifestDescriptor, maxSize: Manifest.maxSize)
-        try AtomicFile.write(manifestData, to: work + "/manifest.json")
-        try AtomicFile.write(config, to: work + "/config.json")
-        try AtomicFile.write(plan.claim.claim.serialized(), to: work + "/claim.json")
-        let sigDir = work + "/signatures"
-        try makeDirectory(sigDir)
+        try AtomicFile.write(manifestData, in: work, name: "manifest.json")
+        try AtomicFile.write(config, in: work, name: "config.json")
+        try AtomicFile.write(plan.claim.claim.serialized(), in: work, name: "claim.json")
+        let signatures = try work.makeSubdirectory("signatures")
         for (i, sig) in plan.signatures.gpg.enumerated() {
-            try AtomicFile.write(sig, to: "\(sigDir)/\(SignatureSet.gpgFileName(i + 1))")
+            try AtomicFile.write(sig, in: signatures, name: SignatureSet.gpgFileName(i + 1))
         }
         for (i, pair) in plan.signatures.ed25519.enumerated() {
-            try AtomicFile.write(pair.claim, to: "\(sigDir)/\(SignatureSet.claimFileName(i + 1))")
-            try AtomicFile.write(pair.minisig, to: "\(sigDir)/\(SignatureSet.minisigFileName(i + 1))")
+            try AtomicFile.write(pair.claim, in: signatures, name: SignatureSet.claimFileName(i + 1))
+            try AtomicFile.write(pair.minisig, in: signatures, name: SignatureSet.minisigFileName(i + 1))
         }
         let record = DeploymentRecord(ref: plan.ref, remote: plan.remote, digest: plan.digest,
                                       timestamp: plan.claim.timestamp)
-        try AtomicFile.write(record.encoded(), to: work + "/deployment.json")
-        _ = chmod(work, 0o755)
-        try AtomicFile.syncDirectory(work)
+        try AtomicFile.write(record.encoded(), in: work, name: "deployment.json")
+        _ = fchmod(work.fd, 0o755)
+        try work.sync()
 
-        try makeDirectory((target as NSString).deletingLastPathComponent)
-        if FileManager.default.fileExists(atPath: target) {
-            // An incomplete deployment from an interrupted run: replace it.
-            try LayerExtractor.removeTree(target)
+        let refDir = try tree.deploy().makeSubdirectory(plan.ref.escapedFileName)
+        let hex = plan.digest.hex
+        // An incomplete deployment from an interrupted run, or one of another remote: replace it.
+        if refDir.entryType(hex) != nil { try LayerExtractor.removeTree(named: hex, in: refDir) }
+        guard renameat(tmp.fd, workName, refDir.fd, hex) == 0 else {
+            throw ioError("rename deployment into deploy/\(plan.ref.escapedFileName)/\(hex)")
         }
-        guard rename(work, target) == 0 else { throw ioError("rename deployment into \(target)") }
         finished = true
-        try AtomicFile.syncDirectory((target as NSString).deletingLastPathComponent)
+        try refDir.sync()
     }
 
-    private func commit(plan: DeployPlan, target: String, config: ImageConfig) throws -> DeployOutcome {
-        let link = paths.installedLink(plan.ref)
-        try makeDirectory((link as NSString).deletingLastPathComponent)
-        try AtomicFile.symlink(target, at: link)
+    private func commit(plan: DeployPlan, uid: UInt32, tree: StateTree, target: String, config: ImageConfig) throws
+        -> DeployOutcome
+    {
+        try AtomicFile.symlink(target, in: tree.installed(), name: plan.ref.escapedFileName)
 
-        let stateLock = try FileLock(path: "\(paths.locks)/state.lock")
-        defer { stateLock.unlock() }
-        var state = try state()
-        let relative = String(target.dropFirst(paths.root.count + 1))
+        let relative = StateTree.relativeDeployment(plan.ref, hex: plan.digest.hex)
+        var before: Digest?
+        try tree.update(mode: stateMode) { state in
+            before = state.installed[plan.ref.string]?.digest
+            record(plan, deployment: relative, config: config, tree: tree, in: &state)
+        } then: { state in
+            let kept = state.installed[plan.ref.string].map { [$0.deployment, $0.previous].compactMap { $0 } } ?? []
+            tree.removeDeployments(of: plan.ref, keeping: kept)
+            collectGarbage(state, tree: tree)
+            let action: HistoryEntry.Action =
+                plan.switchesFrom != nil ? .switchRemote
+                : plan.decision == .downgrade ? .downgrade : plan.decision == .update ? .update : .install
+            appendHistory(action, uid: uid, remote: plan.remote, ref: plan.ref, from: before, to: plan.digest,
+                          tree: tree)
+        }
+        return DeployOutcome(decision: plan.decision, digest: plan.digest, deployment: target)
+    }
+
+    /// Records a committed deploy in `state`: the installation (the deployment it replaces kept as previous), its
+    /// exports, and the timestamp record.
+    private func record(_ plan: DeployPlan, deployment relative: String, config: ImageConfig, tree: StateTree,
+                        in state: inout InstallState) {
         let old = state.installed[plan.ref.string]
         let previous = old.flatMap { $0.deployment == relative ? $0.previous : $0.deployment }
-        var exports = Exports(paths: paths)
-        let exported = exports.export(ref: plan.ref, deployment: target, config: config,
-                                      replacing: old?.exports ?? [])
+        var owners: [String: Ref] = [:]
+        for (key, installation) in state.installed {
+            guard let ref = try? Ref(key) else { continue }
+            for file in installation.exports ?? [] { owners[file] = ref }
+        }
+        var takenOver: [String] = []
+        let exported = Exports(tree: tree).export(
+            ref: plan.ref, deployment: relative, config: config, replacing: old?.exports ?? [], owners: owners,
+            takenOver: &takenOver)
+        for file in takenOver {
+            if let owner = owners[file] { state.installed[owner.string]?.exports?.removeAll { $0 == file } }
+        }
         state.installed[plan.ref.string] = InstallState.Installation(
             remote: plan.remote, digest: plan.digest, timestamp: plan.claim.timestamp, deployment: relative,
             previous: previous, exports: exported)
         state.records[InstallState.recordKey(remote: plan.remote, ref: plan.ref)] =
             InstallState.Record(timestamp: plan.claim.timestamp, digest: plan.digest)
-        try state.save(to: paths.stateFile, mode: stateMode)
-        removeDeployments(of: plan.ref, keeping: [relative, previous].compactMap { $0 })
-        collectGarbage(state)
-        return DeployOutcome(decision: plan.decision, digest: plan.digest, deployment: target)
     }
 
     // MARK: Uninstall
 
-    /// Removes an installed ref: its link, exports and deployments. Timestamp records stay.
-    public func uninstall(_ ref: Ref) throws {
-        try makeDirectory(paths.locks)
-        let refLock = try FileLock(path: "\(paths.locks)/\(ref.escapedFileName).lock")
-        defer { refLock.unlock() }
-        let stateLock = try FileLock(path: "\(paths.locks)/state.lock")
-        defer { stateLock.unlock() }
-        var state = try state()
-        guard let installation = state.installed[ref.string] else {
+    /// Removes an installed ref: its link, the exports it owns and its deployments. Timestamp records stay.
+    public func uninstall(_ ref: Ref, uid: UInt32 = getuid()) throws {
+        // Checked before any lock file exists: a ref that was never installed leaves nothing behind.
+        guard try state().installed[ref.string] != nil else {
             throw FerryError(.notInstalled, "\(ref) is not installed")
         }
-        unlink(paths.installedLink(ref))
-        removeEmptyParents((paths.installedLink(ref) as NSString).deletingLastPathComponent, upTo: paths.installed)
-        let exports = Exports(paths: paths)
-        exports.remove(installation.exports ?? [])
-        state.installed[ref.string] = nil
-        try state.save(to: paths.stateFile, mode: stateMode)
-        removeDeployments(of: ref, keeping: [])
-        removeEmptyParents("\(paths.deploy)/\(ref.string)", upTo: paths.deploy)
-        collectGarbage(state)
+        let tree = try StateTree(paths: paths)
+        let refLock = try tree.lockRef(ref)
+        defer { refLock.unlock() }
+        let removed = try tree.update(mode: stateMode) { state in
+            guard let installation = state.installed[ref.string] else {
+                throw FerryError(.notInstalled, "\(ref) is not installed")
+            }
+            try tree.installed().unlinkEntry(ref.escapedFileName)
+            Exports(tree: tree).remove(installation.exports ?? [])
+            state.installed[ref.string] = nil
+            return installation
+        } then: { state in
+            tree.removeDeployments(of: ref, keeping: [])
+            collectGarbage(state, tree: tree)
+        }
+        appendHistory(.uninstall, uid: uid, remote: removed.remote, ref: ref, from: removed.digest, to: nil, tree: tree)
     }
 
-    // MARK: Recovery
-
-    /// Sweeps what an interrupted run left behind and makes state agree with the links on disk.
-    /// Called at helper start and before each agent operation; safe to repeat.
-    ///
-    /// With `collectingGarbage`, it also drops blobs no kept deployment needs, which a crash between the state
-    /// write and the garbage collection of a commit leaves. Only a caller that is the sole user of the store may
-    /// ask for it: the helper at start, before it takes requests. Agents of one user can run side by side and see
-    /// no pins of each other's deploys in progress, so they leave the blobs to the next commit's collection.
-    public func recover(collectingGarbage: Bool = false) throws {
-        // The skeleton exists from the start, so a refused deploy leaves the tree exactly as it found it.
-        for dir in [paths.root, paths.locks, paths.tmp, paths.deploy, paths.installed, "\(paths.blobs)/sha256"] {
-            try makeDirectory(dir)
-        }
-        let stateLock = try FileLock(path: "\(paths.locks)/state.lock")
-        defer { stateLock.unlock() }
-        sweepTemporary()
-        // Half-written state, exports and links (AtomicFile's temporary entries) of a crashed writer.
-        for dir in [paths.root, paths.exportsBin, paths.exportsApplications] { AtomicFile.sweep(dir) }
-        AtomicFile.sweep(paths.installed, recursive: true)
-        var state = try state()
-        var changed = false
-        for (key, installation) in state.installed {
-            guard let ref = try? Ref(key) else { continue }
-            let link = paths.installedLink(ref)
-            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: link),
-                target.hasPrefix(paths.root + "/"), let record = DeploymentRecord.load(target)
-            else {
-                // The link is gone or broken: re-point it at the deployment state names, if that is intact.
-                let recorded = paths.root + "/" + installation.deployment
-                if DeploymentRecord.load(recorded) != nil {
-                    try? makeDirectory((link as NSString).deletingLastPathComponent)
-                    try AtomicFile.symlink(recorded, at: link)
-                } else {
-                    state.installed[key] = nil
-                    changed = true
-                }
-                continue
-            }
-            let relative = String(target.dropFirst(paths.root.count + 1))
-            if relative != installation.deployment {
-                // A crash between the link rename and the state write: the link is the truth.
-                state.installed[key] = InstallState.Installation(
-                    remote: record.remote, digest: record.digest, timestamp: record.timestamp, deployment: relative,
-                    previous: installation.deployment, exports: installation.exports)
-                let rkey = InstallState.recordKey(remote: record.remote, ref: ref)
-                if (state.records[rkey]?.timestamp ?? Int64.min) < record.timestamp {
-                    state.records[rkey] = InstallState.Record(timestamp: record.timestamp, digest: record.digest)
-                }
-                changed = true
-            }
-        }
-        // Links whose state entry never got written (crash right after the first install's rename).
-        for ref in linkedRefs() where state.installed[ref.string] == nil {
-            let link = paths.installedLink(ref)
-            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: link),
-                target.hasPrefix(paths.root + "/"), let record = DeploymentRecord.load(target)
-            else {
-                unlink(link)
-                continue
-            }
-            state.installed[ref.string] = InstallState.Installation(
-                remote: record.remote, digest: record.digest, timestamp: record.timestamp,
-                deployment: String(target.dropFirst(paths.root.count + 1)), previous: nil, exports: nil)
-            let rkey = InstallState.recordKey(remote: record.remote, ref: ref)
-            if (state.records[rkey]?.timestamp ?? Int64.min) < record.timestamp {
-                state.records[rkey] = InstallState.Record(timestamp: record.timestamp, digest: record.digest)
-            }
-            changed = true
-        }
-        if changed { try state.save(to: paths.stateFile, mode: stateMode) }
-        for (key, installation) in state.installed {
-            guard let ref = try? Ref(key) else { continue }
-            removeDeployments(of: ref, keeping: [installation.deployment, installation.previous].compactMap { $0 })
-        }
-        if collectingGarbage { collectGarbage(state) }
-    }
-
-    /// Forgets the timestamp records of a remote (`ConfigureRemote` with `reset-rollback-state`).
-    public func resetRecords(remote: RemoteName) throws {
-        try makeDirectory(paths.locks)
-        let stateLock = try FileLock(path: "\(paths.locks)/state.lock")
-        defer { stateLock.unlock() }
-        var state = try state()
-        state.records = state.records.filter { !$0.key.hasPrefix("\(remote) ") }
-        try state.save(to: paths.stateFile, mode: stateMode)
+    /// Records a committed change in `history.jsonl`. The change is done: a history that cannot be written is not
+    /// a reason to report it failed, so this never throws.
+    func appendHistory(_ action: HistoryEntry.Action, uid: UInt32, remote: RemoteName, ref: Ref, from: Digest?,
+                       to: Digest?, tree: StateTree) {
+        let entry = HistoryEntry(time: Int64(Date().timeIntervalSince1970), uid: uid, action: action, remote: remote,
+                                 ref: ref, from: from, to: to)
+        try? History.append(entry, in: tree.root, mode: stateMode)
     }
 
     // MARK: Housekeeping
 
-    private func sweepTemporary() {
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: paths.tmp)) ?? [] {
-            // tmp/<kind>-<pid>-…: leave work of live processes alone (another agent may be running).
-            let parts = name.split(separator: "-")
-            if parts.count >= 2, let pid = Int32(parts[1]), pid != getpid(), kill(pid, 0) == 0 { continue }
-            try? LayerExtractor.removeTree("\(paths.tmp)/\(name)")
-        }
-    }
-
-    /// Refs that have a link under installed/.
-    private func linkedRefs() -> [Ref] {
-        guard let enumerator = FileManager.default.enumerator(atPath: paths.installed) else { return [] }
-        var refs: [Ref] = []
-        while let item = enumerator.nextObject() as? String {
-            let full = "\(paths.installed)/\(item)"
-            var st = stat()
-            if lstat(full, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK, let ref = try? Ref(item) {
-                refs.append(ref)
-            }
-        }
-        return refs
-    }
-
-    private func removeDeployments(of ref: Ref, keeping keep: [String]) {
-        let dir = "\(paths.deploy)/\(ref.string)"
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
-            guard (try? Digest(algorithm: .sha256, hex: name)) != nil else { continue }
-            let relative = "deploy/\(ref.string)/\(name)"
-            if !keep.contains(relative) { try? LayerExtractor.removeTree("\(dir)/\(name)") }
-        }
-    }
-
     /// Drops blobs no kept deployment needs.
-    private func collectGarbage(_ state: InstallState) {
-        blobs.collectGarbage(keeping: referencedBlobs(state))
+    func collectGarbage(_ state: InstallState, tree: StateTree) {
+        blobs.collectGarbage(keeping: referencedBlobs(state, tree: tree))
     }
 
     /// Every blob of the deployments state keeps (active and previous).
-    private func referencedBlobs(_ state: InstallState) -> Set<Digest> {
+    private func referencedBlobs(_ state: InstallState, tree: StateTree) -> Set<Digest> {
         var keep = Set<Digest>()
         for installation in state.installed.values {
             for deployment in [installation.deployment, installation.previous].compactMap({ $0 }) {
-                guard let data = FileManager.default.contents(atPath: "\(paths.root)/\(deployment)/manifest.json"),
+                guard let data = tree.readDeploymentFile(deployment, "manifest.json", maxSize: Manifest.maxSize),
                     let manifest = try? Manifest.parse(data)
                 else { continue }
                 keep.insert(Digest.of(data))
@@ -454,35 +413,5 @@ public final class Installer: @unchecked Sendable {
             }
         }
         return keep
-    }
-
-    /// Removes now-empty directories from `path` up to (not including) `stop`.
-    private func removeEmptyParents(_ path: String, upTo stop: String) {
-        var current = path
-        while current.hasPrefix(stop + "/") {
-            guard rmdir(current) == 0 else { return }
-            current = (current as NSString).deletingLastPathComponent
-        }
-    }
-}
-
-/// `deployment.json`, written last into a finished deployment: its presence marks the deployment complete.
-struct DeploymentRecord: Codable {
-    var ref: Ref
-    var remote: RemoteName
-    var digest: Digest
-    var timestamp: Int64
-
-    func encoded() throws -> Data {
-        do {
-            return try JSONEncoder.canonicalOCI.encode(self)
-        } catch {
-            throw FerryError.failed("cannot encode deployment record: \(error)")
-        }
-    }
-
-    static func load(_ deployment: String) -> DeploymentRecord? {
-        guard let data = FileManager.default.contents(atPath: deployment + "/deployment.json") else { return nil }
-        return try? JSONDecoder().decode(DeploymentRecord.self, from: data)
     }
 }

@@ -41,6 +41,8 @@ public final class StaticServer: @unchecked Sendable {
         public var range: String?
         public var status: Int
         public var bytes: Int
+        /// The request's `Authorization` header, if it had one.
+        public var authorization: String?
     }
 
     /// Every request served so far.

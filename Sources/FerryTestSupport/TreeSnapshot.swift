@@ -38,3 +38,7 @@ public enum TreeSnapshot {
         }
     }
 }
+
+/// The one file name a ref has in a state tree (`installed/`, `deploy/`): `/` written as `~`. Spelled out here
+/// rather than taken from FerryCore, so the tests check the layout instead of sharing the code under test.
+public func stateName(_ ref: String) -> String { ref.replacingOccurrences(of: "/", with: "~") }

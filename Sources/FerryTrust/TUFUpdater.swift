@@ -305,7 +305,13 @@ public actor TUFUpdater {
     // MARK: - Targets
 
     private func loadTargets(role: String, parent: String) async throws -> TUFTargets {
-        if let loaded = targets[Array(role.utf8)] { return loaded }
+        if let loaded = targets[Array(role.utf8)] {
+            // A role reached again through another delegator (a "diamond": two delegators name the same role, with
+            // different keys) carries no authority from the first path. Stops: metadata signed only by keys that
+            // parent A trusts being used for the paths parent B delegates, because A's search loaded it first.
+            try verifyDelegated(loaded.envelope, role: role, parent: parent)
+            return loaded
+        }
         do {
             if let local = try readLocal(role, maxLength: limits.targetsMaxLength) {
                 return try updateTargets(local, role: role, parent: parent)
@@ -336,14 +342,7 @@ public actor TUFUpdater {
         }
         try meta.verify(data, what: "\(role.prefix(120)) metadata")
         let new = try TUFTargets(data: data, role: String(role.prefix(120)))
-        if parent == TUFRoleName.root {
-            try root.verify(new.envelope, as: TUFRoleName.targets)
-        } else {
-            guard let delegator = targets[Array(parent.utf8)] else {
-                throw FerryError.failed("delegating role \(parent.prefix(120)) is not loaded")
-            }
-            try delegator.verify(new.envelope, as: role, delegator: "\(parent.prefix(120)) metadata")
-        }
+        try verifyDelegated(new.envelope, role: role, parent: parent)
         if new.envelope.version != meta.version {
             let code: FerryError.Code = new.envelope.version < meta.version ? .downgrade : .untrusted
             throw FerryError(code, "\(role.prefix(120)) metadata version \(new.envelope.version) is not the version "
@@ -352,6 +351,19 @@ public actor TUFUpdater {
         try checkNotExpired(String(role.prefix(120)), new.envelope)
         targets[Array(role.utf8)] = new
         return new
+    }
+
+    /// Checks `envelope` as `role` against the keys and threshold that `parent` (the role whose delegation led
+    /// here, or root for top-level targets) gives it. Run on every visit, not once per role name.
+    private func verifyDelegated(_ envelope: TUFEnvelope, role: String, parent: String) throws {
+        if parent == TUFRoleName.root {
+            try root.verify(envelope, as: TUFRoleName.targets)
+            return
+        }
+        guard let delegator = targets[Array(parent.utf8)] else {
+            throw FerryError.failed("delegating role \(parent.prefix(120)) is not loaded")
+        }
+        try delegator.verify(envelope, as: role, delegator: "\(parent.prefix(120)) metadata")
     }
 
     // MARK: - Files and requests

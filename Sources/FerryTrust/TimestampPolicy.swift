@@ -25,7 +25,8 @@ public enum TimestampPolicy {
     ///
     /// - Parameters:
     ///   - recorded: the timestamp and digest recorded for this ref, if any.
-    ///   - installed: whether the ref is currently installed in this scope.
+    ///   - installed: the digest of the release of this ref installed in this scope from this remote, if any (an
+    ///     install from another remote is not this ref's release here: it must never turn a claim into an update).
     ///   - now: the local clock, Unix seconds.
     ///   - allowDowngrade: `--allow-downgrade`; the caller must still get polkit's `dev.ferry.downgrade`.
     /// - Throws: `.signatureInvalid` for a claim more than 24 h in the future (it would block every later update)
@@ -36,7 +37,7 @@ public enum TimestampPolicy {
         newTimestamp: Int64,
         newDigest: Digest,
         recorded: (timestamp: Int64, digest: Digest)?,
-        installed: Bool,
+        installed: Digest?,
         now: Int64,
         allowDowngrade: Bool
     ) throws -> Decision {
@@ -46,8 +47,9 @@ public enum TimestampPolicy {
                 "claim timestamp \(describe(newTimestamp)) is more than 24 h in the future (local clock \(describe(now)))"
             )
         }
-        guard let recorded else { return installed ? .update : .install }
-        if newTimestamp > recorded.timestamp { return installed ? .update : .install }
+        let isInstalled = installed != nil
+        guard let recorded else { return isInstalled ? .update : .install }
+        if newTimestamp > recorded.timestamp { return isInstalled ? .update : .install }
         if newTimestamp == recorded.timestamp {
             guard newDigest == recorded.digest else {
                 throw FerryError.signatureInvalid(
@@ -55,7 +57,9 @@ public enum TimestampPolicy {
                         + "vs recorded \(recorded.digest.short)"
                 )
             }
-            return installed ? .nothingToDo : .install
+            if installed == newDigest { return .nothingToDo }
+            // Installed, but not this release (a rollback went back behind it): going forward again is an update.
+            return isInstalled ? .update : .install
         }
         guard allowDowngrade else {
             throw FerryError(
@@ -69,7 +73,7 @@ public enum TimestampPolicy {
     }
 
     /// `2025-11-24T16:00:00Z (1764000000)`: readable, and exact for anyone comparing records.
-    static func describe(_ timestamp: Int64) -> String {
+    public static func describe(_ timestamp: Int64) -> String {
         let formatter = ISO8601DateFormatter()
         formatter.timeZone = TimeZone(identifier: "UTC")
         return "\(formatter.string(from: Date(timeIntervalSince1970: TimeInterval(timestamp)))) (\(timestamp))"

@@ -38,19 +38,23 @@ enum HelperArguments {
     }
 
     static func bytes(_ value: BusValue?) -> Data? {
-        guard case .array(_, let items)? = value else { return nil }
-        return Data(items.compactMap(\.byteValue))
+        value?.dataValue
     }
 
-    /// Builds and checks a remote from `ConfigureRemote` settings: URL grammar, every key parses.
+    /// The most a GPG key or a TUF root may weigh.
+    static let maxKeyBytes = 1024 * 1024
+
+    /// Builds a remote from `ConfigureRemote` settings and checks what is cheap to check: URL grammar, counts,
+    /// sizes, ed25519 keys (a few dozen base64 characters each). GPG keys are only size-checked here; they are
+    /// parsed by ``checkGPGKeys(of:)`` after polkit.
+    ///
+    /// Runs on the bus thread before polkit has answered, for any local user: nothing here may cost more than a
+    /// few milliseconds, whatever the caller sends.
     static func remote(name: RemoteName, settings: [String: BusValue]) throws -> Remote {
         guard let url = settings["url"]?.stringValue else {
             throw FerryError.invalidArgument("remote \(name): settings need a url")
         }
-        var gpgKeys: [Data] = []
-        if case .array(_, let items)? = settings["gpg-keys"] {
-            gpgKeys = items.compactMap { bytes($0) }
-        }
+        let gpgKeys = (settings["gpg-keys"]?.arrayValue ?? []).compactMap { bytes($0) }
         let ed25519 = strings(settings["ed25519-keys"])
         let remote = Remote(
             name: name, url: url, isRegistry: settings["registry"]?.boolValue ?? false,
@@ -65,15 +69,20 @@ enum HelperArguments {
                 throw FerryError.invalidArgument("remote \(name): an ed25519 key does not parse")
             }
         }
-        if !gpgKeys.isEmpty {
-            guard gpgKeys.allSatisfy({ $0.count <= 1024 * 1024 }) else {
-                throw FerryError.invalidArgument("remote \(name): GPG key larger than 1 MiB")
-            }
-            _ = try GPG.fingerprints(of: gpgKeys)
+        guard gpgKeys.allSatisfy({ $0.count <= maxKeyBytes }) else {
+            throw FerryError.invalidArgument("remote \(name): GPG key larger than 1 MiB")
         }
-        if let root = remote.tufRoot, root.count > 1024 * 1024 {
+        if let root = remote.tufRoot, root.count > maxKeyBytes {
             throw FerryError.invalidArgument("remote \(name): TUF root larger than 1 MiB")
         }
         return remote
+    }
+
+    /// Checks that every GPG key of `remote` imports (gpgme, under the process-wide GPG lock).
+    ///
+    /// Expensive for a crafted key: call it on a worker thread, and only for a caller polkit has authorized.
+    static func checkGPGKeys(of remote: Remote) throws {
+        guard !remote.gpgKeys.isEmpty else { return }
+        _ = try GPG.fingerprints(of: remote.gpgKeys)
     }
 }

@@ -9,7 +9,7 @@ enum Introspection {
 <node name="/dev/ferry/Helper1">
   <interface name="dev.ferry.Helper1">
     <!-- Installs, updates or downgrades REF from REMOTE out of the staged OCI layout open as STAGING
-         (a directory descriptor). Options: allow-downgrade (b), interactive (b). Returns the manifest digest. -->
+         (a directory descriptor). Options: allow-downgrade (b), interactive (b), switch-remote (b). Returns the manifest digest. -->
     <method name="Deploy">
       <arg name="staging" type="h" direction="in"/>
       <arg name="remote" type="s" direction="in"/>
@@ -21,6 +21,13 @@ enum Introspection {
     <method name="Uninstall">
       <arg name="ref" type="s" direction="in"/>
       <arg name="options" type="a{sv}" direction="in"/>
+    </method>
+    <!-- Switches REF to the deployment kept before its last change (polkit dev.ferry.downgrade).
+         Options: interactive (b). Returns the manifest digest now installed. -->
+    <method name="Rollback">
+      <arg name="ref" type="s" direction="in"/>
+      <arg name="options" type="a{sv}" direction="in"/>
+      <arg name="digest" type="s" direction="out"/>
     </method>
     <!-- Writes /etc/ferry/remotes.d/NAME.toml. Settings: url (s), registry (b), mirrors (as),
          ed25519-keys (as), gpg-keys (aay), tuf-root (ay), signature-lookaside (s),

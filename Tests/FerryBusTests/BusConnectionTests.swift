@@ -107,6 +107,12 @@ final class BusConnectionTests: XCTestCase {
                         arguments: [call.arguments[0], .string("copy"), .uint64(UInt64(step)), .uint64(3)])
                 }
                 return .values([])
+            case "CallerProgress":
+                // Unicast to the caller, as the helper sends its Progress.
+                try connection?.emitSignal(
+                    path: path, interface: interface, member: "Progress",
+                    arguments: [.string("mine"), .string("copy"), .uint64(1), .uint64(1)], destination: call.sender)
+                return .values([])
             case "Forget":
                 return .deferred  // dropped: the call answers Failed when released
             default:
@@ -145,10 +151,10 @@ final class BusConnectionTests: XCTestCase {
             .uint32(4_000_000_000),
             .int64(-9_000_000_000), .uint64(.max), .double(3.25), .string("héllo\nworld"),
             .objectPath("/dev/ferry/Helper1"), .signature("a{sv}"),
-            .stringArray(["a", "", "c"]), .bytes([0, 1, 2, 255]), .array(elementSignature: "(su)", []),
+            .stringArray(["a", "", "c"]), .bytes(Data([0, 1, 2, 255])), .array(elementSignature: "(su)", []),
             .vardict([
                 "url": .string("https://example.org"), "registry": .bool(true), "mirrors": .stringArray(["m1"]),
-                "tuf-root": .bytes([7, 8]), "nested": .vardict(["n": .int64(1)]),
+                "tuf-root": .bytes(Data([7, 8])), "nested": .vardict(["n": .int64(1)]),
             ]),
             .stringDictionary(["remote": "main", "ref": "org.example.App"]),
             .dictionary(keySignature: "u", valueSignature: "as", [(.uint32(1), .stringArray(["x"]))]),
@@ -157,7 +163,7 @@ final class BusConnectionTests: XCTestCase {
                 elementSignature: "(sssst)",
                 [.structure([.string("r"), .string("m"), .string("sha256:00"), .string("/p"), .uint64(17)])]),
             .variant(.structure([.int32(1), .variant(.string("deep"))])),
-            .array(elementSignature: "ay", [.bytes([1]), .bytes([])]),
+            .array(elementSignature: "ay", [.bytes(Data([1])), .bytes(Data())]),
         ]
         let connection = try client()
         let reply = try call(connection, "Echo", values)
@@ -347,6 +353,38 @@ final class BusConnectionTests: XCTestCase {
         let result = try Command.check(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script])
         XCTAssertEqual(result.out.trimmingCharacters(in: .whitespacesAndNewlines), "65534 True")
+    }
+
+    /// A signal with a destination reaches that connection only, not another one with the same match rule.
+    func testUnicastSignalReachesOnlyItsDestination() throws {
+        let caller = try client()
+        let other = try client()
+        let mine = LockedBox<[BusSignal]>()
+        let theirs = LockedBox<[BusSignal]>()
+        let a = try caller.subscribe(sender: Self.name, member: "Progress") { signal in
+            mine.update { $0 = ($0 ?? []) + [signal] }
+        }
+        let b = try other.subscribe(sender: Self.name, member: "Progress") { signal in
+            theirs.update { $0 = ($0 ?? []) + [signal] }
+        }
+        defer {
+            a.cancel()
+            b.cancel()
+        }
+        _ = try caller.callProcessingEvents(
+            destination: Self.name, path: Self.path, interface: Self.interface, member: "CallerProgress")
+        // The other connection processes what the bus sent it while it makes a call of its own.
+        _ = try other.callProcessingEvents(
+            destination: Self.name, path: Self.path, interface: Self.interface, member: "Echo")
+        XCTAssertEqual(mine.get()?.map(\.arguments[0]), [.string("mine")])
+        XCTAssertNil(theirs.get())
+    }
+
+    /// A byte array arrives as one buffer, however it was built: a peer's 32 MiB `ay` must not become 32 Mi values.
+    func testByteArrayArrivesAsOneBuffer() throws {
+        let reply = try call(try client(), "Echo", [.array(elementSignature: "y", [.byte(1), .byte(2)])])
+        guard case .bytes(let data)? = reply.first else { return XCTFail("\(reply)") }
+        XCTAssertEqual(data, Data([1, 2]))
     }
 
     func testSignalsReachSubscriberDuringCall() throws {

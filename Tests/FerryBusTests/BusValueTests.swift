@@ -1,11 +1,12 @@
 import FerryBus
+import Foundation
 import XCTest
 
 final class BusValueTests: XCTestCase {
     func testSignaturesOfNestedValues() {
         XCTAssertEqual(BusValue.vardict([:]).signature, "a{sv}")
         XCTAssertEqual(BusValue.stringDictionary([:]).signature, "a{ss}")
-        XCTAssertEqual(BusValue.bytes([]).signature, "ay")
+        XCTAssertEqual(BusValue.bytes(Data()).signature, "ay")
         XCTAssertEqual(BusValue.structure([.string("s"), .vardict([:])]).signature, "(sa{sv})")
         XCTAssertEqual(BusValue.array(elementSignature: "(sssst)", []).signature, "a(sssst)")
         XCTAssertEqual(BusValue.variant(.uint32(1)).signature, "v")
@@ -30,8 +31,20 @@ final class BusValueTests: XCTestCase {
         XCTAssertNil(BusValue.vardict(["a": .string("b")]).stringDictionaryValue)
         XCTAssertNil(BusValue.array(elementSignature: "u", [.uint32(1)]).stringArrayValue)
         XCTAssertNil(BusValue.stringArray(["a"]).bytesValue)
-        XCTAssertEqual(BusValue.bytes([1, 2]).bytesValue, [1, 2])
+        XCTAssertEqual(BusValue.bytes(Data([1, 2])).bytesValue, [1, 2])
         XCTAssertEqual(BusValue.variant(.variant(.string("x"))).unwrapped, .string("x"))
+    }
+
+    /// An `ay` is one buffer (what the reader returns) or boxed bytes (built by hand): one value on the wire.
+    func testByteArraysCompareEqualInEitherSpelling() {
+        let boxed = BusValue.array(elementSignature: "y", [.byte(1), .byte(2)])
+        XCTAssertEqual(BusValue.bytes(Data([1, 2])), boxed)
+        XCTAssertEqual(boxed, BusValue.bytes(Data([1, 2])))
+        XCTAssertNotEqual(BusValue.bytes(Data([1])), boxed)
+        XCTAssertEqual(boxed.dataValue, Data([1, 2]))
+        XCTAssertEqual(BusValue.bytes(Data([3])).bytesValue, [3])
+        XCTAssertEqual(BusValue.bytes(Data()).signature, "ay")
+        XCTAssertNil(BusValue.string("x").dataValue)
     }
 
     func testDictionariesCompareEntriesInOrder() {

@@ -76,7 +76,14 @@ final class RefTests: XCTestCase {
 
     func testEscapedFileNameIsOneComponent() throws {
         let ref = try Ref("a/b:c")
-        XCTAssertEqual(ref.escapedFileName, "a%2Fb%3Ac")
+        XCTAssertEqual(ref.escapedFileName, "a~b:c")
+        XCTAssertEqual(Ref(escapedFileName: "a~b:c"), ref)
+        // Names no ref escapes to: a slash, a component that is not one, a dot name (AtomicFile's temporaries).
+        for name in ["a/b", "a~~b", "~a", ".a.tmp-1-2", "a~", ""] {
+            XCTAssertNil(Ref(escapedFileName: name), name)
+        }
+        let longest = try Ref(String(repeating: "a/", count: 127) + "b")
+        XCTAssertEqual(longest.escapedFileName.utf8.count, 255)
     }
 
     func testRemoteNameIsOneSafeComponent() {

@@ -87,6 +87,39 @@ final class HelperAttackTests: SystemTestCase {
         try assertRefused(stage, "DigestMismatch", "larger than its descriptor")
     }
 
+    /// Attack: a validly signed manifest whose layer sizes add up past `Int64.max` (two layers of `Int64.max`
+    /// bytes). Summing them for the progress total trapped, and a trap in the root helper ends every caller's
+    /// job; the manifest is now refused when it is read, before anything is copied.
+    func testLayerSizesOverflowingInt64AreRefused() throws {
+        let stage = try stage()
+        let indexURL = URL(fileURLWithPath: stage + "/index.json")
+        var index = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: indexURL)) as? [String: Any])
+        var entries = try XCTUnwrap(index["manifests"] as? [[String: Any]])
+        let old = try Digest(parsing: try XCTUnwrap(entries.first?["digest"] as? String))
+        let oldURL = URL(fileURLWithPath: stage + "/blobs/sha256/" + old.hex)
+        var manifest = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: oldURL)) as? [String: Any])
+        var layer = try XCTUnwrap((manifest["layers"] as? [[String: Any]])?.first)
+        layer["size"] = NSNumber(value: Int64.max)
+        manifest["layers"] = [layer, layer]
+        let data = try JSONSerialization.data(withJSONObject: manifest, options: [.sortedKeys])
+        let digest = Digest.of(data)
+        try data.write(to: URL(fileURLWithPath: stage + "/blobs/sha256/" + digest.hex))
+        entries[0]["digest"] = digest.description
+        entries[0]["size"] = data.count
+        index["manifests"] = entries
+        try JSONSerialization.data(withJSONObject: index, options: [.sortedKeys]).write(to: indexURL)
+        // Signed by the blessed key, for this ref, with a newer timestamp: only the sizes are wrong.
+        let signatures = stage + "/" + SignatureSet.directory(ref: try Ref(ref), digest: digest)
+        try FileManager.default.createDirectory(atPath: signatures, withIntermediateDirectories: true)
+        let claim = signatures + "/" + SignatureSet.claimFileName(1)
+        try Claim(digest: digest, identity: ref, timestamp: 1_700_000_050).serialized()
+            .write(to: URL(fileURLWithPath: claim))
+        try Command.check(["minisign", "-S", "-s", fixture.publisher.secretKey, "-m", claim,
+                           "-x", signatures + "/" + SignatureSet.minisigFileName(1)])
+        try Command.check(["chown", "-R", "ferryt-alice:ferryt-alice", stage])
+        try assertRefused(stage, "InvalidArgument", "manifest sizes overflow")
+    }
+
     func testUnsignedStagingIsRefused() throws {
         let stage = try stage()
         try FileManager.default.removeItem(atPath: stage + "/signatures")

@@ -14,7 +14,7 @@ final class HelperCrashTests: SystemTestCase {
 
     func testKillDuringExtractionLeavesThePreviousDeploymentActiveAndSweepsLeftovers() throws {
         XCTAssertEqual(try fixture.agent("ferryt-alice", "install", "--system", "demo", ref, "--no-interaction").status, 0)
-        let v1 = try FileManager.default.destinationOfSymbolicLink(atPath: fixture.stateRoot + "/installed/" + ref)
+        let v1 = try FileManager.default.destinationOfSymbolicLink(atPath: fixture.stateRoot + "/installed/" + stateName(ref))
         let stateBefore = try String(contentsOfFile: fixture.stateRoot + "/state.json", encoding: .utf8)
 
         // v2: thousands of files, so extraction takes long enough to be interrupted.
@@ -44,12 +44,12 @@ final class HelperCrashTests: SystemTestCase {
         XCTAssertNotEqual(agent.wait(), 0)
 
         // Still v1 before any recovery ran.
-        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: fixture.stateRoot + "/installed/" + ref), v1)
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: fixture.stateRoot + "/installed/" + stateName(ref)), v1)
         try fixture.testbed.startHelper()
-        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: fixture.stateRoot + "/installed/" + ref), v1)
+        XCTAssertEqual(try FileManager.default.destinationOfSymbolicLink(atPath: fixture.stateRoot + "/installed/" + stateName(ref)), v1)
         XCTAssertEqual(try String(contentsOfFile: fixture.stateRoot + "/state.json", encoding: .utf8), stateBefore)
         XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: tmp)) ?? [], [], "leftovers swept")
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: fixture.stateRoot + "/deploy/" + ref).count, 1)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: fixture.stateRoot + "/deploy/" + stateName(ref)).count, 1)
         XCTAssertEqual(try fixture.agent("ferryt-alice", "run", ref).out, "hello v1 \n")
 
         // And the interrupted update goes through on the next try.
@@ -95,7 +95,7 @@ final class HelperCrashTests: SystemTestCase {
         let install = try fixture.agent("ferryt-alice", "install", "--system", "demo", ref, "--no-interaction")
         XCTAssertEqual(install.status, 0, install.err)
         var st = stat()
-        XCTAssertEqual(lstat(fixture.stateRoot + "/installed/\(ref)/files/bin/suid", &st), 0)
+        XCTAssertEqual(lstat(fixture.stateRoot + "/installed/\(stateName(ref))/files/bin/suid", &st), 0)
         XCTAssertEqual(st.st_mode & (S_ISUID | S_ISGID), 0, "setuid/setgid stripped")
         XCTAssertEqual(st.st_uid, 0)
         XCTAssertUnchanged(before, TreeSnapshot.take(outside))

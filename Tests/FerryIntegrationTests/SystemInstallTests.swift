@@ -12,7 +12,7 @@ final class SystemInstallTests: SystemTestCase {
         XCTAssertTrue(install.out.contains("installed"), install.out)
 
         // Root-owned deployment under the relocated /var/lib/ferry, reported by ListInstalled.
-        let link = fixture.stateRoot + "/installed/" + ref
+        let link = fixture.stateRoot + "/installed/" + stateName(ref)
         let deployment = try FileManager.default.destinationOfSymbolicLink(atPath: link)
         var st = stat()
         XCTAssertEqual(lstat(deployment + "/files/bin/hello", &st), 0)
@@ -29,7 +29,7 @@ final class SystemInstallTests: SystemTestCase {
         XCTAssertTrue(update.out.contains("updated"), update.out)
         XCTAssertEqual(try fixture.agent("ferryt-alice", "run", ref).out, "hello v2 \n")
         // One level of rollback: the v1 deployment is kept beside v2.
-        let kept = try FileManager.default.contentsOfDirectory(atPath: fixture.stateRoot + "/deploy/" + ref)
+        let kept = try FileManager.default.contentsOfDirectory(atPath: fixture.stateRoot + "/deploy/" + stateName(ref))
         XCTAssertEqual(kept.count, 2, "\(kept)")
 
         let again = try fixture.agent("ferryt-alice", "update", "--system", "--no-interaction")
@@ -38,7 +38,7 @@ final class SystemInstallTests: SystemTestCase {
 
         let uninstall = try fixture.agent("ferryt-alice", "uninstall", "--system", ref, "--no-interaction")
         XCTAssertEqual(uninstall.status, 0, uninstall.err)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: fixture.stateRoot + "/deploy/" + ref))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: fixture.stateRoot + "/deploy/" + stateName(ref)))
         XCTAssertFalse(try fixture.installedRefs().contains(ref))
     }
 

@@ -171,6 +171,48 @@ final class TUFRemoteTests: SystemTestCase {
         XCTAssertEqual(try fixture.agent("ferryt-alice", "run", ref).out, "hello v1 \n")
     }
 
+    /// The one line a failed `ferry` command printed for `ref` (progress lines aside).
+    func failureLine(_ output: String) -> String {
+        output.split(separator: "\n").map(String.init).first { $0.hasPrefix("ferry: ") && $0.contains(ref) } ?? output
+    }
+
+    /// A frozen mirror serves the installed release (the same index.json) with expired TUF metadata: update used to
+    /// report "up to date" from the unverified index before TUF ran. It fails as install does, also for the timer's
+    /// user, and nothing changes.
+    func testUpdateOfACurrentRefFromAFrozenRemoteFailsAsInstallDoes() throws {
+        XCTAssertEqual(try install().status, 0)
+        try tuf.publish(["--timestamp-expired"])
+        let before = fixture.snapshot()
+        let expected = "ferry: demo \(ref): TUF timestamp metadata version 2 expired at 2001-01-01T00:00:00Z"
+        for user in ["ferryt-alice", "ferry-update"] {
+            let update = try fixture.agent(user, "update", "--system", "--no-interaction")
+            XCTAssertEqual(update.status, 1, "\(user): \(update.out)\(update.err)")
+            XCTAssertEqual(failureLine(update.err), expected, update.err)
+            XCTAssertFalse(update.out.contains("up to date"), update.out)
+        }
+        let again = try install()
+        XCTAssertEqual(again.status, 1)
+        XCTAssertEqual(failureLine(again.err), expected, again.err)
+        XCTAssertUnchanged(before, fixture.snapshot())
+    }
+
+    /// The helper trusts timestamp version 2; the mirror replays version 1 (still unexpired, same release). A user
+    /// whose agent never saw version 2 would pass its own check: update runs the helper's check too (against a
+    /// copy of root's trusted metadata) and refuses, as a deploy would.
+    func testUpdateIsCheckedAgainstTheHelpersTrustedMetadata() throws {
+        try tuf.saveTimestamp("1")
+        try tuf.publish()
+        XCTAssertEqual(try install().status, 0)
+        try tuf.restoreTimestamp("1")
+        let before = fixture.snapshot()
+        let update = try fixture.agent("ferryt-dave", "update", "--system", "--no-interaction")
+        XCTAssertEqual(update.status, 1, update.out + update.err)
+        XCTAssertEqual(failureLine(update.err),
+                       "ferry: demo \(ref): TUF timestamp metadata version 1 is older than the trusted version 2",
+                       update.err)
+        XCTAssertUnchanged(before, fixture.snapshot())
+    }
+
     func testRolledBackTimestampIsRefused() throws {
         try tuf.saveTimestamp("1")
         try tuf.publish()
@@ -268,6 +310,23 @@ final class TUFUserInstallTests: XCTestCase {
         XCTAssertEqual(update.status, 1)
         XCTAssertTrue(update.err.contains("TUF timestamp metadata version 2 expired at 2001-01-01T00:00:00Z"),
                       update.err)
+        XCTAssertUnchanged(before, fixture.snapshot())
+        XCTAssertEqual(try fixture.run(), "hello v1 \n")
+    }
+
+    /// `--user` twin of the frozen-mirror update: the installed release is still served, the TUF timestamp expired.
+    func testUserUpdateOfACurrentRefFromAFrozenRemoteFailsAsInstallDoes() throws {
+        XCTAssertEqual(try fixture.agent("install", "--user", "demo", ref).status, 0)
+        try tuf.publish(["--timestamp-expired"])
+        let before = fixture.snapshot()
+        let expected = "ferry: demo \(ref): TUF timestamp metadata version 2 expired at 2001-01-01T00:00:00Z"
+        let update = try fixture.agent("update", "--user")
+        XCTAssertEqual(update.status, 1, update.out + update.err)
+        XCTAssertTrue(update.err.split(separator: "\n").contains { $0 == expected }, update.err)
+        XCTAssertFalse(update.out.contains("up to date"), update.out)
+        let install = try fixture.agent("install", "--user", "demo", ref)
+        XCTAssertEqual(install.status, 1)
+        XCTAssertTrue(install.err.split(separator: "\n").contains { $0 == expected }, install.err)
         XCTAssertUnchanged(before, fixture.snapshot())
         XCTAssertEqual(try fixture.run(), "hello v1 \n")
     }

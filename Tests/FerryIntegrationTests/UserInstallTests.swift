@@ -126,7 +126,7 @@ final class UserInstallTests: XCTestCase {
         XCTAssertEqual(blobs.count, 3, "\(blobs.map(\.path))")
         let changedLayerBytes = blobs.map(\.bytes).max() ?? 0
         XCTAssertLessThan(changedLayerBytes, 4096, "only small blobs were fetched: \(blobs.map { ($0.path, $0.bytes) })")
-        let version = try String(contentsOfFile: fixture.dataRoot + "/installed/\(ref)/files/version", encoding: .utf8)
+        let version = try String(contentsOfFile: fixture.dataRoot + "/installed/\(stateName(ref))/files/version", encoding: .utf8)
         XCTAssertEqual(version, "2\n")
     }
 

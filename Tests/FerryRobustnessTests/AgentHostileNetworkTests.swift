@@ -94,7 +94,7 @@ final class AgentHostileNetworkTests: XCTestCase {
         XCTAssertLessThan(run.seconds, seconds, file: file, line: line)
         XCTAssertGreaterThan(run.maxRSS, 0, "peak RSS measured", file: file, line: line)
         XCTAssertLessThan(run.maxRSS, Self.rssCapKiB, "peak RSS \(run.maxRSS) KiB", file: file, line: line)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: dataRoot + "/installed/" + Self.ref),
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dataRoot + "/installed/" + stateName(Self.ref)),
                        "nothing installed", file: file, line: line)
         assertCacheHoldsOnlyVerifiedBlobs(file: file, line: line)
     }
@@ -111,7 +111,7 @@ final class AgentHostileNetworkTests: XCTestCase {
         let run = try agent(["run", Self.ref])
         XCTAssertEqual(run.result.status, 0, run.result.err, file: file, line: line)
         XCTAssertTrue(run.result.out.hasPrefix("hello v1"), run.result.out, file: file, line: line)
-        let installed = try Data(contentsOf: URL(fileURLWithPath: dataRoot + "/installed/\(Self.ref)/files/data/blob"))
+        let installed = try Data(contentsOf: URL(fileURLWithPath: dataRoot + "/installed/\(stateName(Self.ref))/files/data/blob"))
         XCTAssertEqual(installed, Data(blobText.utf8), "installed file matches the published one", file: file, line: line)
     }
 

@@ -12,32 +12,42 @@ final class CrashConsistencyTests: SystemHarnessTestCase {
     static let ref = "org.example.Crash/x86_64/stable"
     static var kills: Int { Int(ProcessInfo.processInfo.environment["FERRY_STRESS_KILLS"] ?? "") ?? 6 }
 
-    /// Watches the helper's `Progress` signals with `gdbus monitor`.
+    /// Watches the helper's `Progress` signals with `dbus-monitor` as root: they are unicast to the calling agent,
+    /// so a match rule (`gdbus monitor`) never sees them; a monitor (`BecomeMonitor`, root only) does.
     final class ProgressWatch {
         let child: Child
         let path: String
         var offset = 0
+        /// Arguments seen of the Progress signal being read (its phase is the second string).
+        private var strings = -1
 
         init(_ system: SystemHarness) throws {
             path = system.scratch.file("progress.log")
             let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             defer { close(fd) }
-            // `gdbus monitor` subscribes with AddMatch (busctl/dbus-monitor need BecomeMonitor, which the
-            // system bus policy refuses); line-buffered so each signal is seen as it arrives.
-            child = try Child(["stdbuf", "-oL", "gdbus", "monitor", "--address", system.testbed.busAddress,
-                               "--dest", "dev.ferry.Helper1", "--object-path", "/dev/ferry/Helper1"], fds: [1: fd])
+            child = try Child(["stdbuf", "-oL", "dbus-monitor", "--address", system.testbed.busAddress,
+                               "type='signal',interface='dev.ferry.Helper1',member='Progress'"], fds: [1: fd])
             usleep(300_000)
         }
 
-        /// Phases signalled since the last call, in order.
+        /// Phases signalled since the last call, in order. Reads whole lines only; a message cut in two by a read
+        /// is completed by the next call.
         func newPhases() -> [String] {
-            guard let data = FileManager.default.contents(atPath: path), data.count > offset else { return [] }
-            let text = String(decoding: data[offset...], as: UTF8.self)
-            offset = data.count
+            guard let data = FileManager.default.contents(atPath: path), data.count > offset,
+                let end = data[offset...].lastIndex(of: UInt8(ascii: "\n"))
+            else { return [] }
+            let text = String(decoding: data[offset...end], as: UTF8.self)
+            offset = end + 1
             var phases: [String] = []
             for line in text.split(separator: "\n") {
-                for phase in ["copy", "verify", "extract", "commit"] where line.contains("Progress") && line.contains("'\(phase)'") {
-                    phases.append(phase)
+                if line.hasPrefix("signal ") {
+                    strings = line.contains("member=Progress") ? 0 : -1
+                } else if strings >= 0, line.trimmingCharacters(in: .whitespaces).hasPrefix("string \"") {
+                    strings += 1
+                    let value = line.split(separator: "\"", omittingEmptySubsequences: false).dropFirst().first
+                    if strings == 2, let value, ["copy", "verify", "extract", "commit"].contains(String(value)) {
+                        phases.append(String(value))
+                    }
                 }
             }
             return phases
@@ -259,7 +269,7 @@ final class CrashConsistencyTests: SystemHarnessTestCase {
                 XCTAssertEqual(Digest.of(FileManager.default.contents(atPath: cache + "/" + name) ?? Data()).hex, name,
                                "corrupt blob promoted into the cache")
             }
-            if FileManager.default.fileExists(atPath: home + "/.local/share/ferry/installed/" + Self.ref) { break }
+            if FileManager.default.fileExists(atPath: home + "/.local/share/ferry/installed/" + stateName(Self.ref)) { break }
         }
         system.server.clearLog()
         try system.server.setFaults([:])
@@ -275,7 +285,7 @@ final class CrashConsistencyTests: SystemHarnessTestCase {
         XCTAssertEqual((try? FileManager.default.contentsOfDirectory(atPath: partial)) ?? [], [],
                        "partial downloads and their locks after a complete install")
         resumed = system.server.requests().filter { $0.range != nil && $0.status == 206 }.count
-        let files = home + "/.local/share/ferry/installed/\(Self.ref)/files"
+        let files = home + "/.local/share/ferry/installed/\(stateName(Self.ref))/files"
         for (path, digest) in image.files {
             XCTAssertEqual(Digest.of(FileManager.default.contents(atPath: files + "/" + path) ?? Data()), digest, path)
         }

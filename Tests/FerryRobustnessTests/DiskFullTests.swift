@@ -46,7 +46,7 @@ final class DiskFullTests: XCTestCase {
         let after = try harness.assertConsistent([ref: [v1, v2]])
         XCTAssertEqual(after[ref]?.digest, v1.digest, "the previous deployment stays active")
         XCTAssertEqual(try harness.agent("ferryt-carol", "run", ref).out, "hello v1\n")
-        let deployments = try FileManager.default.contentsOfDirectory(atPath: harness.stateRoot + "/deploy/" + ref)
+        let deployments = try FileManager.default.contentsOfDirectory(atPath: harness.stateRoot + "/deploy/" + stateName(ref))
         XCTAssertEqual(deployments, [v1.digest.hex], "the partial deployment is gone")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: harness.stateRoot + "/tmp"), [])
         // No blob of v2 stays behind in the helper's storage.

@@ -153,6 +153,87 @@ final class FetcherHostileNetworkTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(start), Self.stall * 6 + 5)
     }
 
+    // MARK: - Drips (one byte just inside every stall timeout)
+
+    /// The floor the drip tests use: 20,000 bytes in 2 s. The drips send a byte every 0.5 s, inside the 1 s stall
+    /// timeout, so only the floor can stop them.
+    static let floor = TransferFloor(bytes: 20_000, window: .seconds(2))
+
+    func useFloor() {
+        transport = HTTPTransport(stallTimeout: .milliseconds(Int64(Self.stall * 1000)), connectTimeout: .seconds(2),
+                                  floor: Self.floor)
+    }
+
+    /// Attack: a mirror sends 10 KB, then one byte every 0.5 s; the stall timeout never fires, and without a floor
+    /// the 1 MiB layer would take six days.
+    func testDrippingBlobIsAbandonedBelowTheTransferFloor() async throws {
+        useFloor()
+        try primary.setFaults([blobSuffix(bigLayer): ["mode": "drip", "after": 10_000, "interval": 0.5]])
+        let fetcher = fetcher()
+        let (error, elapsed) = try await stageFailure(fetcher, remote: try remote())
+        XCTAssertEqual(error.code, .failed)
+        XCTAssertEqual(
+            error.message,
+            "blob \(bigLayer.digest.short): \(primary.url)\(blobSuffix(bigLayer)): too slow: fewer than 20000 bytes "
+                + "in 2 s (the transfer floor)"
+        )
+        XCTAssertGreaterThanOrEqual(elapsed, 2)
+        XCTAssertLessThan(elapsed, 2 + Self.stall * 2 + 3)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: fetcher.cachedBlobPath(bigLayer.digest)))
+    }
+
+    func testDrippingBlobFallsBackToTheMirror() async throws {
+        useFloor()
+        try primary.setFaults([blobSuffix(bigLayer): ["mode": "drip", "after": 10_000, "interval": 0.5]])
+        let start = Date()
+        try await assertStaged(fetcher(), remote: try remote(mirrors: [mirror]))
+        XCTAssertLessThan(Date().timeIntervalSince(start), 2 + Self.stall * 2 + 5)
+        // The primary was tried first and dropped; the mirror finished the blob from the dripped prefix (the
+        // 10,000 bytes sent at once and the few dripped after them, less any chunk still in flight).
+        let fromMirror = mirror.requests().filter { $0.path.hasSuffix(blobSuffix(bigLayer)) }
+        XCTAssertEqual(fromMirror.map(\.status), [206])
+        let offset = fromMirror.first?.range.flatMap { Int($0.dropFirst("bytes=".count).dropLast()) } ?? -1
+        XCTAssertTrue((1...10_100).contains(offset), "resumed at \(offset)")
+    }
+
+    /// Attack: the drip in the response head, where the floor counts nothing. The client's read timeout runs until
+    /// the whole head has arrived, so the stall timeout stops it although a byte comes every 0.5 s.
+    func testDrippingResponseHeadFailsWithinTheStallTimeout() async throws {
+        useFloor()
+        try primary.setFaults(["/index.json": ["mode": "drip-headers", "interval": 0.5]])
+        let (error, elapsed) = try await stageFailure(fetcher(), remote: try remote())
+        XCTAssertEqual(error.code, .failed)
+        XCTAssertEqual(error.message, "\(primary.url)/index.json: stalled: no data for the read timeout")
+        XCTAssertLessThan(elapsed, Self.stall * 2 + 3)
+    }
+
+    func testDrippingIndexFallsBackToTheMirror() async throws {
+        useFloor()
+        try primary.setFaults(["/index.json": ["mode": "drip-headers", "interval": 0.5]])
+        try await assertStaged(fetcher(), remote: try remote(mirrors: [mirror]))
+        XCTAssertEqual(mirror.requests().filter { $0.path == "/index.json" }.map(\.status), [200])
+    }
+
+    /// The floor is not a speed limit: a slow but steady server (200 KB/s, twenty times the floor) is waited for.
+    func testSlowSteadyServerAboveTheFloorCompletes() async throws {
+        useFloor()
+        try primary.setFaults([blobSuffix(bigLayer): ["mode": "slow", "rate": 200_000]])
+        try await assertStaged(fetcher(), remote: try remote())
+    }
+
+    func testTransferFloorComesFromTheEnvironment() {
+        XCTAssertEqual(TransferFloor.fromEnvironment([:]), .standard)
+        XCTAssertEqual(TransferFloor.standard, TransferFloor(bytes: 65536, window: .seconds(60)))
+        XCTAssertEqual(
+            TransferFloor.fromEnvironment(["FERRY_MIN_RATE_BYTES": "1000", "FERRY_MIN_RATE_WINDOW": "2.5"]),
+            TransferFloor(bytes: 1000, window: .milliseconds(2500))
+        )
+        XCTAssertEqual(TransferFloor.fromEnvironment(["FERRY_MIN_RATE_BYTES": "0"]).bytes, 0)
+        XCTAssertEqual(
+            TransferFloor.fromEnvironment(["FERRY_MIN_RATE_BYTES": "-1", "FERRY_MIN_RATE_WINDOW": "0"]), .standard
+        )
+    }
+
     // MARK: - Endless data
 
     func testEndlessIndexIsCutOffAtItsSizeCap() async throws {

@@ -63,7 +63,7 @@ struct CommitStep {
     /// The steps of an update of `ref` from `old` to `new` under the helper's state directory `root`.
     /// `superseded` is a deployment this commit removes and `garbage` a blob it collects, when there are any.
     static func all(root: String, ref: String, superseded: String?, garbage: String?) -> [CommitStep] {
-        let linkDirectory = ("\(root)/installed/\(ref)" as NSString).deletingLastPathComponent
+        let linkDirectory = ("\(root)/installed/\(stateName(ref))" as NSString).deletingLastPathComponent
         let renames = "rename,renameat,renameat2"
         var steps = [
             // The new link is made beside the old one and renamed over it through a descriptor of their directory
@@ -86,8 +86,9 @@ struct CommitStep {
                                     syscalls: "unlinkat", occurrence: 1, switched: true))
         }
         if let garbage {
-            steps.append(CommitStep(name: "garbage collection", path: garbage, syscalls: "unlink,unlinkat",
-                                    occurrence: 1, switched: true))
+            // Blobs are removed with unlinkat through a descriptor of their directory, so the trap aims at it.
+            steps.append(CommitStep(name: "garbage collection", path: (garbage as NSString).deletingLastPathComponent,
+                                    syscalls: "unlinkat", occurrence: 1, switched: true))
         }
         return steps
     }

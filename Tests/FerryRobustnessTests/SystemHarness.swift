@@ -125,7 +125,7 @@ final class SystemHarness {
 
     /// The manifest digest hex of the active deployment of `ref`, from its `installed/` link.
     func activeHex(_ ref: String) -> String? {
-        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: stateRoot + "/installed/" + ref)
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: stateRoot + "/installed/" + stateName(ref))
         else { return nil }
         return (target as NSString).lastPathComponent
     }
@@ -154,8 +154,8 @@ final class SystemHarness {
                                              file: file, line: line)
             XCTAssertEqual(installation.digest, image.digest, "\(ref): state.json and the link disagree",
                            file: file, line: line)
-            XCTAssertEqual(installation.deployment, "deploy/\(ref)/\(hex)", file: file, line: line)
-            let files = stateRoot + "/installed/\(ref)/files"
+            XCTAssertEqual(installation.deployment, "deploy/\(stateName(ref))/\(hex)", file: file, line: line)
+            let files = stateRoot + "/installed/\(stateName(ref))/files"
             var seen: [String: Digest] = [:]
             let walker = FileManager.default.enumerator(atPath: files)
             while let relative = walker?.nextObject() as? String {
@@ -164,20 +164,17 @@ final class SystemHarness {
                 seen[relative] = Digest.of(FileManager.default.contents(atPath: files + "/" + relative) ?? Data())
             }
             XCTAssertEqual(seen, image.files, "\(ref): deployment \(hex) differs from the image", file: file, line: line)
-            let deployments = (try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/deploy/" + ref)) ?? []
+            let deployments =
+                (try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/deploy/" + stateName(ref))) ?? []
             XCTAssertLessThanOrEqual(deployments.count, 2, "\(ref): \(deployments)", file: file, line: line)
             for name in deployments where name != hex {
-                XCTAssertEqual(installation.previous, "deploy/\(ref)/\(name)", "\(ref): stray deployment \(name)",
-                               file: file, line: line)
+                XCTAssertEqual(installation.previous, "deploy/\(stateName(ref))/\(name)",
+                               "\(ref): stray deployment \(name)", file: file, line: line)
             }
         }
-        var linked: [String] = []
-        let walker = FileManager.default.enumerator(atPath: stateRoot + "/installed")
-        while let item = walker?.nextObject() as? String {
-            var st = stat()
-            if lstat(stateRoot + "/installed/" + item, &st) == 0, (st.st_mode & S_IFMT) != S_IFDIR { linked.append(item) }
-        }
-        XCTAssertEqual(Set(linked), Set(active.keys), "entries under installed/", file: file, line: line)
+        // installed/ is flat: one link per ref, nothing else (a directory there would be a nested ref).
+        let linked = (try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/installed")) ?? []
+        XCTAssertEqual(Set(linked), Set(active.keys.map(stateName)), "entries under installed/", file: file, line: line)
         XCTAssertEqual(Set(state.installed.keys), Set(active.keys), "refs in state.json", file: file, line: line)
         let halfWritten = ((try? FileManager.default.contentsOfDirectory(atPath: stateRoot)) ?? []).filter {
             $0.hasPrefix(".") && $0.contains(".tmp-")

@@ -208,6 +208,36 @@ final class ClaimVerifierTests: XCTestCase {
         }
     }
 
+    /// Attack (parser differential): a signed claim names two identities. Foundation keeps the last one (this
+    /// ref), containers/image refuses the document and other readers take the first (another app); one signature
+    /// must not mean two things. The last identity is the expected one, so only the duplicate check refuses it.
+    private func claimWithTwoIdentities() -> Data {
+        Data(
+            """
+            {"critical":{"identity":{"docker-reference":"org.example.Other/x86_64/stable",\
+            "docker-reference":"\(identity)"},"image":{"docker-manifest-digest":"\(digest)"},\
+            "type":"atomic container signature"},"optional":{"timestamp":1764000000}}
+            """.utf8
+        )
+    }
+
+    func testMinisignSignedClaimWithDuplicateKeyIsRefused() throws {
+        let set = SignatureSet(ed25519: [try minisigned(claimWithTwoIdentities())])
+        assertFerryError(
+            .signatureInvalid,
+            "claim-1.json.minisig: claim has a duplicate key \"docker-reference\" in $.critical.identity"
+        ) {
+            try verify(set, keys: keys())
+        }
+    }
+
+    func testGpgSignedClaimWithDuplicateKeyIsRefused() throws {
+        let set = SignatureSet(gpg: [try gpg().sign(claimWithTwoIdentities())])
+        assertFerryError(.signatureInvalid, "signature-1: claim has a duplicate key \"docker-reference\"") {
+            try verify(set, keys: keys(ed25519: false, gpg: true))
+        }
+    }
+
     func testClaimOfWrongTypeIsRefused() throws {
         let claim = Data(
             String(decoding: claimData(digest: digest, identity: identity), as: UTF8.self)

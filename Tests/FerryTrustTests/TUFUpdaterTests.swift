@@ -321,6 +321,35 @@ final class TUFUpdaterTests: XCTestCase {
         }
     }
 
+    /// Attack ("diamond"): parent-a and parent-b both delegate the role `release`, each to its own key, and
+    /// `release` is signed only by parent-a's. Found through A first, it was cached by name and then trusted for
+    /// parent-b's paths without a check against B's keys (the conformance suite's
+    /// `test_cached_role_is_verified_against_current_delegator`).
+    func testRoleLoadedThroughOneDelegatorIsVerifiedAgainstTheNext() async throws {
+        let repo = try TUFTestRepository("diamond")
+        let updater = try repo.updater(stage: 0)
+        let trusted = try await updater.targetInfo(path: "team-a/app.txt")
+        XCTAssertEqual(trusted?.path, "team-a/app.txt")
+        await assertTUFError(
+            .untrusted, "release metadata version 1: 0 of the 1 signatures required by parent-b metadata verify"
+        ) {
+            _ = try await updater.targetInfo(path: "team-b/app.txt")
+        }
+    }
+
+    /// The same lookup from the trusted copy on disk (a later run): the cached file is checked against B too.
+    func testRoleCachedOnDiskIsVerifiedAgainstTheCurrentDelegator() async throws {
+        let repo = try TUFTestRepository("diamond")
+        let downloaded = try await repo.download("team-a/app.txt", stage: 0)
+        XCTAssertEqual(downloaded, Data("trusted A\n".utf8))
+        XCTAssertNotNil(try repo.trustedFiles()["release.json"])
+        await assertTUFError(
+            .untrusted, "release metadata version 1: 0 of the 1 signatures required by parent-b metadata verify"
+        ) {
+            _ = try await repo.updater(stage: 0).targetInfo(path: "team-b/app.txt")
+        }
+    }
+
     func testDelegationCapStopsTheWalk() async throws {
         let repo = try TUFTestRepository("hash-prefixes")
         var limits = TUFLimits()

@@ -14,16 +14,25 @@ final class TimestampPolicyTests: XCTestCase {
         _ digest: Digest,
         recorded: (Int64, Digest)?,
         installed: Bool,
+        installedDigest: Digest? = nil,
         allowDowngrade: Bool = false
     ) throws -> TimestampPolicy.Decision {
-        try TimestampPolicy.decide(
+        // Installed means, unless a test says otherwise, that the recorded release is what is installed.
+        let installedRelease = installed ? installedDigest ?? recorded?.1 ?? digestA : nil
+        return try TimestampPolicy.decide(
             newTimestamp: timestamp,
             newDigest: digest,
             recorded: recorded.map { (timestamp: $0.0, digest: $0.1) },
-            installed: installed,
+            installed: installedRelease,
             now: now,
             allowDowngrade: allowDowngrade
         )
+    }
+
+    /// After a rollback the installed release is older than the record: the recorded claim again is an update.
+    func testRecordedClaimOverAnOlderInstalledReleaseIsUpdate() throws {
+        XCTAssertEqual(try decide(now - 5, digestA, recorded: (now - 5, digestA), installed: true,
+                                  installedDigest: digestB), .update)
     }
 
     func testFirstInstallWithoutRecordIsInstall() throws {
