@@ -207,7 +207,7 @@ def private_devices():
     os.close(old)
 
 
-def build_namespaces(unit, root, keep):
+def build_namespaces(unit, root, keep, programs=()):
     if any(p.lstrip("-").startswith("+") for p in unit.words("ReadWritePaths")):
         fail("ReadWritePaths with '+' (RootDirectory=) is not reproduced")
     # A '-' path may be missing; any other missing path stops the service, as it stops systemd's start.
@@ -222,6 +222,9 @@ def build_namespaces(unit, root, keep):
 
     # Everything the test needs that an overmount below would hide, opened first: the relocated root, kept paths.
     kept = {path: os.open(path, os.O_PATH) for path in ([root] if root else []) + keep}
+    # This script (run again after setpriv) and the program it starts, read-only: a checkout under /tmp would
+    # otherwise vanish behind PrivateTmp=, as it would never do on a real system.
+    programs = {path: os.open(path, os.O_PATH) for path in programs if path not in kept}
     writable = {path: os.open(path, os.O_PATH) for path in rw}
 
     protect = unit.last("ProtectSystem", "no").lower()
@@ -263,7 +266,10 @@ def build_namespaces(unit, root, keep):
     for path, fd in writable.items():
         bind_back(fd, path)
         set_read_only(path, False)
-    for fd in list(kept.values()) + list(writable.values()):
+    for path, fd in programs.items():
+        bind_back(fd, path)
+        set_read_only(path, True, recursive=False)
+    for fd in list(kept.values()) + list(writable.values()) + list(programs.values()):
         os.close(fd)
     os.chdir("/")
 
@@ -458,7 +464,10 @@ def main(argv):
     os.write(plan, json.dumps(seccomp_plan(unit)).encode())
     os.lseek(plan, 0, os.SEEK_SET)
     os.set_inheritable(plan, True)
-    build_namespaces(unit, root, keep)
+    programs = [os.path.realpath(__file__)]
+    if os.path.isabs(command[0]) and os.path.exists(command[0]):
+        programs.append(os.path.realpath(command[0]))
+    build_namespaces(unit, root, keep, programs)
     os.umask(int(unit.last("UMask", "0022"), 8))
     setpriv = setpriv_command(unit, user)
     os.execvp(setpriv[0], setpriv + ["--", "/usr/bin/python3", os.path.realpath(__file__), "--seccomp", str(plan),

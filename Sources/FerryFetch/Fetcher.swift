@@ -187,5 +187,7 @@ public final class Fetcher: Sendable {
             if let pid = Int32(name.split(separator: "-").first ?? ""), pid != getpid(), kill(pid, 0) == 0 { continue }
             try? FileManager.default.removeItem(atPath: "\(stagingDirectory)/\(name)")
         }
+        // Cached small blobs of a killed agent, half written (AtomicFile's temporaries of dead writers).
+        AtomicFile.sweep(blobDirectory)
     }
 }

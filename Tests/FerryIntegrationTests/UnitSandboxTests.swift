@@ -78,7 +78,9 @@ final class UnitSandboxTests: SystemTestCase {
             "env", "-i", "HOME=\(cache)", "XDG_CACHE_HOME=\(cache)", "LANG=C.UTF-8", "PATH=/usr/bin:/bin",
             "DBUS_SYSTEM_BUS_ADDRESS=\(fixture.testbed.busAddress)", "FERRY_SYSTEM_ROOT=\(fixture.testbed.root)",
         ]
-        let update = try Command.run(sandbox(unit: unit) + environment + command)
+        // The agent runs through `env`, so the script cannot tell it is the program: keep it visible by hand (a
+        // checkout under /tmp is hidden by PrivateTmp=).
+        let update = try Command.run(sandbox(unit: unit, keep: [BuiltProducts.ferry]) + environment + command)
         XCTAssertEqual(update.status, 0, update.err + fixture.testbed.helperLog)
         XCTAssertTrue(update.out.contains("\(ref): updated"), update.out + update.err)
         XCTAssertEqual(try fixture.agent("ferryt-carol", "run", ref).out, "hello v2 \n")
