@@ -466,7 +466,9 @@ def main(argv):
     os.set_inheritable(plan, True)
     programs = [os.path.realpath(__file__)]
     if os.path.isabs(command[0]) and os.path.exists(command[0]):
-        programs.append(os.path.realpath(command[0]))
+        # Run by its real path: only the file itself is bound back, not symlinks on the way to it (.build/debug).
+        command[0] = os.path.realpath(command[0])
+        programs.append(command[0])
     build_namespaces(unit, root, keep, programs)
     os.umask(int(unit.last("UMask", "0022"), 8))
     setpriv = setpriv_command(unit, user)

@@ -70,7 +70,8 @@ final class UnitSandboxTests: SystemTestCase {
         let exec = try XCTUnwrap(text.split(separator: "\n").first { $0.hasPrefix("ExecStart=") })
         var command = exec.dropFirst("ExecStart=".count).split(separator: " ").map(String.init)
         XCTAssertEqual(command.first, "/usr/bin/ferry")
-        command[0] = BuiltProducts.ferry
+        // Its real path: the sandbox binds the file back behind PrivateTmp=, not the `.build/debug` symlink.
+        command[0] = URL(fileURLWithPath: BuiltProducts.ferry).resolvingSymlinksInPath().path
         // Environment=XDG_CACHE_HOME=/var/cache/ferry-update, relocated like the unit's CacheDirectory=.
         let cache = fixture.testbed.root + "/var/cache/ferry-update"
         XCTAssertTrue(text.contains("\nEnvironment=XDG_CACHE_HOME=/var/cache/ferry-update\n"))
@@ -80,7 +81,7 @@ final class UnitSandboxTests: SystemTestCase {
         ]
         // The agent runs through `env`, so the script cannot tell it is the program: keep it visible by hand (a
         // checkout under /tmp is hidden by PrivateTmp=).
-        let update = try Command.run(sandbox(unit: unit, keep: [BuiltProducts.ferry]) + environment + command)
+        let update = try Command.run(sandbox(unit: unit, keep: [command[0]]) + environment + command)
         XCTAssertEqual(update.status, 0, update.err + fixture.testbed.helperLog)
         XCTAssertTrue(update.out.contains("\(ref): updated"), update.out + update.err)
         XCTAssertEqual(try fixture.agent("ferryt-carol", "run", ref).out, "hello v2 \n")
