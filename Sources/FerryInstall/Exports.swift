@@ -76,6 +76,27 @@ struct Exports {
         return written
     }
 
+    /// Exports `ref` from its deployment `relative` with the owners `state` records, replacing the files `ref` owned
+    /// before and taking from their old owners the files a closer app ID takes over. Returns the files `ref` owns
+    /// now; the caller records them as the ref's installation.
+    func export(ref: Ref, deployment relative: String, config: ImageConfig, in state: inout InstallState)
+        -> [String]
+    {
+        var owners: [String: Ref] = [:]
+        for (key, installation) in state.installed {
+            guard let other = try? Ref(key) else { continue }
+            for file in installation.exports ?? [] { owners[file] = other }
+        }
+        var takenOver: [String] = []
+        let exported = export(ref: ref, deployment: relative, config: config,
+                              replacing: state.installed[ref.string]?.exports ?? [], owners: owners,
+                              takenOver: &takenOver)
+        for file in takenOver {
+            if let owner = owners[file] { state.installed[owner.string]?.exports?.removeAll { $0 == file } }
+        }
+        return exported
+    }
+
     /// Removes exported files (paths relative to the state root, as state records them).
     func remove(_ files: [String]) {
         for file in files {

@@ -51,26 +51,16 @@ extension Installer {
         guard plan == first else {
             throw FerryError(.busy, "\(ref) changed while the rollback was being authorized; try again")
         }
-        let configData = try tree.readDeploymentFile(plan.deployment, "config.json", maxSize: Int(ImageConfig.maxSize))
+        let config = try tree.readDeploymentFile(plan.deployment, "config.json", maxSize: Int(ImageConfig.maxSize))
             .map(ImageConfig.parse)
         try AtomicFile.symlink(paths.root + "/" + plan.deployment, in: tree.installed(), name: ref.escapedFileName)
         try tree.update(mode: stateMode) { state in
             guard let current = state.installed[ref.string] else {
                 throw FerryError(.notInstalled, "\(ref) is not installed")
             }
-            var owners: [String: Ref] = [:]
-            for (key, installation) in state.installed {
-                guard let other = try? Ref(key) else { continue }
-                for file in installation.exports ?? [] { owners[file] = other }
-            }
-            var takenOver: [String] = []
-            let exported = configData.map {
-                Exports(tree: tree).export(ref: ref, deployment: plan.deployment, config: $0,
-                                           replacing: current.exports ?? [], owners: owners, takenOver: &takenOver)
+            let exported = config.map {
+                Exports(tree: tree).export(ref: ref, deployment: plan.deployment, config: $0, in: &state)
             } ?? current.exports
-            for file in takenOver {
-                if let owner = owners[file] { state.installed[owner.string]?.exports?.removeAll { $0 == file } }
-            }
             state.installed[ref.string] = InstallState.Installation(
                 remote: plan.toRemote, digest: plan.toDigest, timestamp: plan.toTimestamp,
                 deployment: plan.deployment, previous: current.deployment, exports: exported)

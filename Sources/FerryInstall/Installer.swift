@@ -338,18 +338,7 @@ public final class Installer: @unchecked Sendable {
                         in state: inout InstallState) {
         let old = state.installed[plan.ref.string]
         let previous = old.flatMap { $0.deployment == relative ? $0.previous : $0.deployment }
-        var owners: [String: Ref] = [:]
-        for (key, installation) in state.installed {
-            guard let ref = try? Ref(key) else { continue }
-            for file in installation.exports ?? [] { owners[file] = ref }
-        }
-        var takenOver: [String] = []
-        let exported = Exports(tree: tree).export(
-            ref: plan.ref, deployment: relative, config: config, replacing: old?.exports ?? [], owners: owners,
-            takenOver: &takenOver)
-        for file in takenOver {
-            if let owner = owners[file] { state.installed[owner.string]?.exports?.removeAll { $0 == file } }
-        }
+        let exported = Exports(tree: tree).export(ref: plan.ref, deployment: relative, config: config, in: &state)
         state.installed[plan.ref.string] = InstallState.Installation(
             remote: plan.remote, digest: plan.digest, timestamp: plan.claim.timestamp, deployment: relative,
             previous: previous, exports: exported)
