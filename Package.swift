@@ -5,7 +5,6 @@ import PackageDescription
 /// Module layout follows DESIGN.md "Modules"; C libraries come from Debian through pkg-config.
 let package = Package(
     name: "Ferry",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "ferry", targets: ["ferry"]),
         .executable(name: "ferry-helper", targets: ["ferry-helper"]),
@@ -48,6 +47,7 @@ let package = Package(
             dependencies: ["FerryCore", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .target(name: "FerryInstall", dependencies: ["FerryCore", "FerryTrust", "FerryArchive"]),
+        .target(name: "FerryPublish", dependencies: ["FerryCore", "FerryTrust", "FerryArchive", "FerryLog"]),
         .target(
             name: "FerryBus",
             dependencies: ["CSystemd", .product(name: "Logging", package: "swift-log")]
@@ -64,10 +64,17 @@ let package = Package(
             name: "FerryCLI",
             dependencies: [
                 "FerryCore", "FerryTrust", "FerryArchive", "FerryInstall", "FerryBus", "FerryFetch", "FerryLog",
+                "FerryPublish", "FerryHelper",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .target(
+            name: "FerryHelper",
+            dependencies: ["FerryCore", "FerryTrust", "FerryInstall", "FerryBus", .product(name: "Logging", package: "swift-log")],
+            // The introspection document is the shipped file itself (a link to dbus/dev.ferry.Helper1.xml),
+            // compiled into the module: an installed helper has no resource bundle to look in.
+            resources: [.embedInCode("dev.ferry.Helper1.xml")]
         ),
         .executableTarget(name: "ferry", dependencies: ["FerryCLI"]),
         // Test-only: runs real tools (gpg, minisign, skopeo, the built binaries) and makes temp dirs.
@@ -75,9 +82,8 @@ let package = Package(
         .executableTarget(
             name: "ferry-helper",
             dependencies: [
-                "FerryCore", "FerryTrust", "FerryInstall", "FerryBus",
+                "FerryCore", "FerryBus", "FerryHelper",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
@@ -87,6 +93,7 @@ let package = Package(
         .testTarget(name: "FerryInstallTests", dependencies: ["FerryTestSupport", "FerryInstall", "FerryArchive", "FerryTrust", "FerryCore"]),
         .testTarget(name: "FerryLogTests", dependencies: ["FerryTestSupport", "FerryLog", "FerryCore", "FerryCLI"]),
         .testTarget(name: "FerryBusTests", dependencies: ["FerryTestSupport", "FerryBus"]),
+        .testTarget(name: "FerryHelperTests", dependencies: ["FerryTestSupport", "FerryHelper", "FerryBus", "FerryTrust", "FerryCore"]),
         .testTarget(name: "FerryCLITests", dependencies: ["FerryTestSupport", "FerryCLI"]),
         .testTarget(name: "FerryIntegrationTests", dependencies: ["FerryTestSupport", "FerryCore"]),
         .testTarget(name: "FerryRobustnessTests", dependencies: ["FerryTestSupport", "FerryCore", "FerryFetch"]),

@@ -1,4 +1,4 @@
-# Robustness (issue 7): the long crash loop. The same tests run with a few kills inside `make test`.
+# Robustness (docs/robustness.md): the long crash loop. The same tests run with a few kills inside `make test`.
 #   make stress                  60 helper kills during deploys (every fifth aimed at a step of the commit with
 #                                strace) + agent kills during downloads (as root)
 #   make stress STRESS_KILLS=200

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Runs the whole test suite once under AddressSanitizer (issue 7), as `make test` does but with every target,
+# Runs the whole test suite once under AddressSanitizer, as `make test` does but with every target,
 # the helper and the agent built with -sanitize=address into .build-asan. The helper and the agents the tests
 # start get the same options (FerryTestSupport's `Sanitizer`), and each process writes its report to
 # $ASAN_LOGS/asan.PID. Fails on any AddressSanitizer error and on any leak that scripts/lsan.supp does not explain.

@@ -6,6 +6,8 @@ never would. Prints "OK <reply>" or "ERROR <dbus error name> <message>"; exits 0
   test-dbus-client.py ADDRESS uninstall REF [OPTIONS_JSON]
   test-dbus-client.py ADDRESS configure NAME [SETTINGS_JSON]
   test-dbus-client.py ADDRESS list
+  test-dbus-client.py ADDRESS introspect
+      prints the document the helper's Introspect returns, as it is (no "OK")
   test-dbus-client.py ADDRESS raw METHOD SIGNATURE ARGS_JSON
   test-dbus-client.py ADDRESS deploy-many N DIR REMOTE REF
       N Deploy calls sent without waiting, then one more whose answer is printed (one connection, so the helper
@@ -65,6 +67,9 @@ def main():
             reply = iface.ConfigureRemote(args[0], options(args[1] if len(args) > 1 else "{}"), timeout=600)
         elif command == "list":
             reply = iface.ListInstalled()
+        elif command == "introspect":
+            sys.stdout.write(helper.Introspect(dbus_interface="org.freedesktop.DBus.Introspectable"))
+            return
         elif command == "deploy-many":
             count, fd = int(args[0]), os.open(args[1], os.O_RDONLY | os.O_DIRECTORY)
             for _ in range(count):

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FerryCore
 import FerryFetch
+import FerryHelper
 import FerryInstall
 import FerryTrust
 import Foundation
@@ -78,9 +79,10 @@ struct Agent {
             let before = try client.listInstalled().first { $0.ref == ref }
             // The helper reads the staging directory as root through the descriptor; it must be able to
             // reach nothing else, but the directory itself needs no special mode.
-            let digest = try client.deploy(staging: staged.path, remote: remote.name, ref: ref,
-                                           allowDowngrade: allowDowngrade, switchRemote: switchRemote,
-                                           interactive: interactive, progress: progress)
+            let options = Helper1.DeployOptions(allowDowngrade: allowDowngrade, switchRemote: switchRemote,
+                                                interactive: interactive)
+            let digest = try client.deploy(staging: staged.path, remote: remote.name, ref: ref, options: options,
+                                           progress: progress)
             guard let before else { return .changed(.install, digest) }
             if before.digest == digest { return .upToDate(digest) }
             let after = try client.listInstalled().first { $0.ref == ref }
@@ -281,10 +283,7 @@ struct UpdateCommand: AsyncParsableCommand {
         case .user:
             return try context.userInstaller().installations().map { ($0.ref, $0.installation.remote, $0.installation.digest) }
         case .system:
-            return try HelperClient().listInstalled().compactMap { item in
-                guard let remote = try? RemoteName(item.remote) else { return nil }
-                return (item.ref, remote, item.digest)
-            }
+            return try HelperClient().listInstalled().map { ($0.ref, $0.remote, $0.digest) }
         }
     }
 }
@@ -416,19 +415,16 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let ref = try Ref(ref)
         let (_, item) = try findInstalled(ref, context: AgentContext())
-        // Through installed/<ref>, which is what the launcher uses too.
-        let link = item.deploymentPath
-        guard let data = FileManager.default.contents(atPath: link + "/config.json") else {
+        // The deployment the installed list names; the program is resolved exactly as the launcher resolves it.
+        let deployment = item.deploymentPath
+        guard let data = FileManager.default.contents(atPath: deployment + "/config.json") else {
             throw FerryError.failed("\(ref): deployment has no config.json")
         }
         let command = try ImageConfig.parse(data).command
-        guard let first = command.first, !first.isEmpty else {
-            throw FerryError.failed("\(ref): the image declares no command")
+        let files = deployment + "/files"
+        guard let first = command.first, let program = AppLaunch.program(command: command, files: files) else {
+            throw FerryError.failed("\(ref): the image declares no command that stays inside its files")
         }
-        let files = link + "/files"
-        let relative = String(first.drop { $0 == "/" })
-        _ = try DirectoryHandle.components(of: relative)
-        let program = files + "/" + relative
         guard chdir(files) == 0 else { throw ioError("chdir \(files)") }
         let argv = [program] + command.dropFirst() + arguments
         var cArgs = argv.map { strdup($0) } + [nil]

@@ -1,15 +1,12 @@
 import FerryBus
 import FerryCore
 import FerryFetch
+import FerryHelper
 import Foundation
 
-/// The agent's side of `dev.ferry.Helper1` on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` is honoured).
-/// D-Bus errors come back as the matching ``FerryError``.
+/// The agent's side of `dev.ferry.Helper1` on the system bus (`DBUS_SYSTEM_BUS_ADDRESS` is honoured), coded
+/// through the one contract in ``Helper1``. D-Bus errors come back as the matching ``FerryError``.
 struct HelperClient {
-    static let busName = "dev.ferry.Helper1"
-    static let path = "/dev/ferry/Helper1"
-    static let interface = "dev.ferry.Helper1"
-
     let connection: BusConnection
 
     init() throws {
@@ -26,14 +23,14 @@ struct HelperClient {
     /// Calls the helper. A `Busy` refusal (too many jobs, in all or of this user) is made before the helper does
     /// any work, so the call is simply tried again, with a growing pause, for up to ``busyPatience`` seconds: many
     /// agents of one user (the timer and a desktop session, a script) are normal and must not fail each other.
-    private func call(_ member: String, _ arguments: [BusValue], timeout: Duration = .seconds(60)) throws
+    private func call(_ method: Helper1.Method, _ arguments: [BusValue], timeout: Duration = .seconds(60)) throws
         -> [BusValue]
     {
         let deadline = Date().addingTimeInterval(HelperClient.busyPatience)
         var pause: UInt32 = 100_000
         while true {
             do {
-                return try callOnce(member, arguments, timeout: timeout)
+                return try callOnce(method, arguments, timeout: timeout)
             } catch let error as FerryError where error.code == .busy && Date() < deadline {
                 usleep(pause + UInt32.random(in: 0...pause / 2))
                 pause = min(pause * 2, 2_000_000)
@@ -41,29 +38,26 @@ struct HelperClient {
         }
     }
 
-    private func callOnce(_ member: String, _ arguments: [BusValue], timeout: Duration) throws -> [BusValue] {
+    private func callOnce(_ method: Helper1.Method, _ arguments: [BusValue], timeout: Duration) throws
+        -> [BusValue]
+    {
+        precondition(BusValue.signature(of: arguments) == method.signature, "\(method) called with wrong arguments")
         do {
             return try connection.callProcessingEvents(
-                destination: HelperClient.busName, path: HelperClient.path, interface: HelperClient.interface,
-                member: member, arguments: arguments, timeout: timeout)
+                destination: Helper1.busName, path: Helper1.objectPath, interface: Helper1.interface,
+                member: method.rawValue, arguments: arguments, timeout: timeout)
         } catch let error as BusError {
-            if error.name.hasPrefix("dev.ferry.Error.") {
-                throw FerryError(dbusName: error.name, message: error.message)
-            }
-            if error.name == BusError.Names.accessDenied {
-                throw FerryError(.notAuthorized, "the system bus refused the call: \(error.message)")
-            }
-            throw FerryError.failed("ferry-helper: \(error.message) (\(error.name))")
+            throw Helper1.ferryError(error)
         }
     }
 
     /// The helper's unique name (`:1.42`), activating it first when nobody owns the name yet (a `Peer.Ping`,
     /// which sd-bus answers itself). `nil` when it cannot be found; the call that follows reports why.
     private func helperUniqueName() -> String? {
-        if let owner = try? connection.nameOwner(HelperClient.busName) { return owner }
-        _ = try? connection.call(destination: HelperClient.busName, path: HelperClient.path,
+        if let owner = try? connection.nameOwner(Helper1.busName) { return owner }
+        _ = try? connection.call(destination: Helper1.busName, path: Helper1.objectPath,
                                  interface: "org.freedesktop.DBus.Peer", member: "Ping", timeout: .seconds(30))
-        return try? connection.nameOwner(HelperClient.busName)
+        return try? connection.nameOwner(Helper1.busName)
     }
 
     /// Hands a staged layout to the helper. Shows the helper's progress signals for this ref.
@@ -71,76 +65,49 @@ struct HelperClient {
     /// Progress is accepted only from the helper's unique name, resolved before the call: any client may send a
     /// signal with the helper's path and interface, and what the agent shows must be what the helper did. (Should
     /// the helper be replaced between the lookup and the call, its progress is just not shown.)
-    func deploy(staging: String, remote: RemoteName, ref: Ref, allowDowngrade: Bool, switchRemote: Bool = false,
-                interactive: Bool, progress: ProgressReporter) throws -> Digest {
+    func deploy(staging: String, remote: RemoteName, ref: Ref, options: Helper1.DeployOptions,
+                progress: ProgressReporter) throws -> Digest {
         let fd = open(staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { throw ioError("open \(staging)") }
         defer { close(fd) }
         let helper = helperUniqueName()
         let subscription = helper.flatMap { helper in
             try? connection.subscribe(
-                sender: helper, path: HelperClient.path, interface: HelperClient.interface, member: "Progress"
+                sender: helper, path: Helper1.objectPath, interface: Helper1.interface,
+                member: Helper1.Progress.member
             ) { signal in
-                guard signal.sender == helper else { return }
-                HelperClient.show(signal, ref: ref, progress: progress)
+                guard signal.sender == helper, let update = Helper1.Progress(arguments: signal.arguments),
+                    update.ref == ref
+                else { return }
+                progress.phase(update.phase, done: update.done, total: update.total)
             }
         }
         defer { subscription?.cancel() }
-        var options: [String: BusValue] = ["allow-downgrade": .bool(allowDowngrade), "interactive": .bool(interactive)]
-        if switchRemote { options["switch-remote"] = .bool(true) }
         let reply = try call(
-            "Deploy", [.unixFD(fd), .string(remote.string), .string(ref.string), .vardict(options)],
+            .deploy, [.unixFD(fd), .string(remote.string), .string(ref.string), options.encoded],
             timeout: .seconds(6 * 3600))
         progress.endPhase()
-        guard let text = reply.first?.stringValue else { throw FerryError.failed("ferry-helper: malformed reply") }
-        return try Digest(parsing: text)
-    }
-
-    /// Shows one `Progress(s ref, s phase, t done, t total)` signal about `ref`; anything else is ignored.
-    private static func show(_ signal: BusSignal, ref: Ref, progress: ProgressReporter) {
-        guard signal.arguments.count == 4, signal.arguments[0].stringValue == ref.string,
-            let phase = signal.arguments[1].stringValue, let done = signal.arguments[2].uint64Value,
-            let total = signal.arguments[3].uint64Value
-        else { return }
-        progress.phase(phase, done: done, total: total)
+        return try Helper1.decodeDigest(reply)
     }
 
     func uninstall(ref: Ref, interactive: Bool) throws {
-        _ = try call("Uninstall", [.string(ref.string), .vardict(["interactive": .bool(interactive)])],
+        _ = try call(.uninstall, [.string(ref.string), Helper1.CallOptions(interactive: interactive).encoded],
                      timeout: .seconds(600))
     }
 
     /// Asks the helper to switch `ref` to its kept previous deployment; returns the digest now installed.
     func rollback(ref: Ref, interactive: Bool) throws -> Digest {
-        let reply = try call("Rollback", [.string(ref.string), .vardict(["interactive": .bool(interactive)])],
+        let reply = try call(.rollback, [.string(ref.string), Helper1.CallOptions(interactive: interactive).encoded],
                              timeout: .seconds(600))
-        guard let text = reply.first?.stringValue else { throw FerryError.failed("ferry-helper: malformed reply") }
-        return try Digest(parsing: text)
+        return try Helper1.decodeDigest(reply)
     }
 
-    func configureRemote(_ name: RemoteName, settings: [String: BusValue]) throws {
-        _ = try call("ConfigureRemote", [.string(name.string), .vardict(settings)], timeout: .seconds(600))
+    func configureRemote(_ name: RemoteName, settings: Helper1.RemoteSettings) throws {
+        _ = try call(.configureRemote, [.string(name.string), settings.encoded], timeout: .seconds(600))
     }
 
-    struct Installed {
-        var ref: Ref
-        var remote: String
-        var digest: Digest
-        var deployment: String
-        var timestamp: UInt64
-    }
-
-    func listInstalled() throws -> [Installed] {
-        let reply = try call("ListInstalled", [])
-        guard case .array(_, let items)? = reply.first else { throw FerryError.failed("ferry-helper: malformed reply") }
-        return items.compactMap { item in
-            guard let fields = item.structureValue, fields.count == 5,
-                let ref = fields[0].stringValue.flatMap({ try? Ref($0) }), let remote = fields[1].stringValue,
-                let digest = fields[2].stringValue.flatMap({ try? Digest(parsing: $0) }),
-                let path = fields[3].stringValue, let timestamp = fields[4].uint64Value
-            else { return nil }
-            return Installed(ref: ref, remote: remote, digest: digest, deployment: path, timestamp: timestamp)
-        }
+    func listInstalled() throws -> [Helper1.Installed] {
+        try Helper1.Installed.decode(try call(.listInstalled, []))
     }
 }
 

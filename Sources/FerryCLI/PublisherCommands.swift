@@ -2,6 +2,7 @@ import ArgumentParser
 import FerryArchive
 import FerryCore
 import FerryInstall
+import FerryPublish
 import FerryTrust
 import Foundation
 
@@ -51,31 +52,9 @@ struct SignCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ref = try Ref(ref)
-        let image = try ImageLayout(path: layout)
-        let descriptor = try image.descriptor(for: ref)
-        let claim = Claim(digest: descriptor.digest, identity: identity ?? ref.string,
-                          timestamp: timestamp ?? unixNow())
-        let writer = try LayoutWriter(path: layout)
-        let existing = try image.signatures(ref: ref, digest: descriptor.digest)
-        var set = SignatureSet()
-        let claimBytes = claim.serialized()
-        if let ed25519Key {
-            let key = try loadSecretKey(ed25519Key)
-            let n = existing.ed25519.count + 1
-            let text = try key.sign(
-                claimBytes,
-                trustedComment: "ferry claim \(claim.identity) \(claim.digest) timestamp:\(claim.timestamp ?? 0)")
-            set.ed25519.append(.init(claim: claimBytes, minisig: Data(text.utf8)))
-            print("\(ref): ed25519 signature claim-\(n).json by key \(key.publicKey.keyID)")
-        }
-        if let gpgKey {
-            let n = existing.gpg.count + 1
-            set.gpg.append(try GPG.sign(claimBytes, fingerprint: gpgKey))
-            print("\(ref): GPG signature signature-\(n) by \(gpgKey)")
-        }
-        // New signatures go after the ones already there.
-        let merged = SignatureSet(gpg: existing.gpg + set.gpg, ed25519: existing.ed25519 + set.ed25519)
-        try writer.writeSignatures(merged, ref: ref, digest: descriptor.digest)
+        let signer = ReleaseSigner(ed25519Key: try ed25519Key.map(loadSecretKey), gpgFingerprint: gpgKey)
+        let result = try signer.sign(layout: layout, ref: ref, identity: identity, timestamp: timestamp)
+        for line in result.added { print("\(ref): \(line)") }
     }
 
     /// Reads a minisign secret key; an encrypted key's password comes from `FERRY_KEY_PASSWORD` or the terminal.

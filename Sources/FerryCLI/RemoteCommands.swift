@@ -2,6 +2,7 @@ import ArgumentParser
 import FerryBus
 import FerryCore
 import FerryFetch
+import FerryHelper
 import FerryInstall
 import FerryTrust
 import Foundation
@@ -54,16 +55,8 @@ struct RemoteAddCommand: AsyncParsableCommand {
                 try Freshness.reset(directory: "\(context.cacheDirectory)/tuf/\(name)")
             }
         case .system:
-            var settings: [String: BusValue] = [
-                "url": .string(remote.url), "registry": .bool(remote.isRegistry),
-                "mirrors": .stringArray(remote.mirrors),
-                "ed25519-keys": .stringArray(remote.ed25519Keys),
-                "gpg-keys": .array(elementSignature: "ay", remote.gpgKeys.map { .bytes($0) }),
-                "interactive": .bool(!noInteraction),
-            ]
-            if let lookaside = remote.signatureLookaside { settings["signature-lookaside"] = .string(lookaside) }
-            if let tufData { settings["tuf-root"] = .bytes(tufData) }
-            try HelperClient().configureRemote(name, settings: settings)
+            try HelperClient().configureRemote(
+                name, settings: Helper1.RemoteSettings(remote: remote, interactive: !noInteraction))
         }
         print("remote \(name) added (\(target)): \(remote.url), \(keys.ed25519.count) ed25519 and \(keys.gpg.count) GPG keys")
     }
@@ -81,7 +74,7 @@ struct RemoteDeleteCommand: AsyncParsableCommand {
         let target = scope.explicit ?? .user
         switch target {
         case .user: try AgentContext().userRemotes.delete(name)
-        case .system: try HelperClient().configureRemote(name, settings: [:])
+        case .system: try HelperClient().configureRemote(name, settings: Helper1.RemoteSettings(remote: nil))
         }
         print("remote \(name) deleted (\(target))")
     }

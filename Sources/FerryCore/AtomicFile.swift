@@ -133,3 +133,14 @@ public func ioError(_ what: String, _ code: Int32 = errno) -> FerryError {
     if code == ENOSPC || code == EDQUOT { return FerryError(.noSpace, "\(what): no space left on device") }
     return FerryError(.failed, "\(what): \(errnoString(code))")
 }
+
+/// `mkdir -p` with mode 0755; errors keep their errno (so a full disk reports `NoSpace`).
+public func makeDirectory(_ path: String) throws {
+    var current = path.hasPrefix("/") ? "" : "."
+    for part in path.split(separator: "/") {
+        current += "/" + part
+        if mkdir(current, 0o755) != 0 && errno != EEXIST {
+            throw ioError("create \(current)")
+        }
+    }
+}

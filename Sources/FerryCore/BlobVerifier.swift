@@ -24,7 +24,8 @@ public struct BlobVerifier: Sendable {
         self.init(digest: descriptor.digest, size: descriptor.size)
     }
 
-    /// Resumes a verifier over bytes already on disk (a partial download): hashes them again.
+    /// Counts and hashes the next bytes of the blob; one byte past the descriptor's size is `DigestMismatch`.
+    /// (A resumed download feeds the bytes already on disk through here first.)
     public mutating func consume(_ buffer: UnsafeRawBufferPointer) throws {
         received += Int64(buffer.count)
         guard received <= size else {

@@ -63,21 +63,22 @@ public final class DirectoryHandle: @unchecked Sendable {
     }
 
     /// What a file opened beneath the directory must satisfy.
+    ///
+    /// The helper reads staged files with `owner` set to the caller's uid: a hard link to a file of root's (or of
+    /// another user's), which is how a user would make root read it for them, has that file's owner and is refused,
+    /// so a link count check is not needed on top.
     public struct FilePolicy: Sendable {
-        /// Refuse files with more than one hard link (a hard link to a file the caller cannot read is how a
-        /// user would make root read it for them).
-        public var refuseHardLinks = false
         /// The uid the file must belong to, when set.
         public var owner: uid_t?
-        public init(refuseHardLinks: Bool = false, owner: uid_t? = nil) {
-            self.refuseHardLinks = refuseHardLinks
+        public init(owner: uid_t? = nil) {
             self.owner = owner
         }
         public static let plain = FilePolicy()
     }
 
     /// Opens a regular file beneath this directory for reading. Returns the descriptor and its size.
-    /// Throws `nil`-free: a missing file is `FerryError.failed` with "not found" unless `missingOK`.
+    /// `nil` when the file, or a directory on its path, does not exist; a symlink, a non-regular file or a file
+    /// the policy refuses is `InvalidArgument`.
     public func openFile(_ path: String, policy: FilePolicy = .plain) throws -> (fd: Int32, size: Int64)? {
         let parts = try DirectoryHandle.components(of: path)
         var dirfd = try dup(checking: fd)
@@ -107,10 +108,6 @@ public final class DirectoryHandle: @unchecked Sendable {
         guard (st.st_mode & S_IFMT) == S_IFREG else {
             close(file)
             throw FerryError.invalidArgument("\(path) is not a regular file")
-        }
-        if policy.refuseHardLinks, st.st_nlink != 1 {
-            close(file)
-            throw FerryError.invalidArgument("\(path) has \(st.st_nlink) hard links")
         }
         if let owner = policy.owner, st.st_uid != owner {
             close(file)

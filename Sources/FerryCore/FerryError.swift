@@ -1,7 +1,7 @@
 /// An error Ferry reports to a person or across D-Bus.
 ///
-/// Each ``Code`` maps one-to-one onto a D-Bus error name `dev.ferry.Error.<Name>` (DESIGN.md, "Fixed names"),
-/// so the agent can turn a helper reply back into the same error and message.
+/// Each ``Code`` maps one-to-one onto a D-Bus error name `dev.ferry.Error.<Name>` (`Helper1.busError` and
+/// `Helper1.ferryError` in FerryHelper), so the agent turns a helper reply back into the same error and message.
 public struct FerryError: Error, CustomStringConvertible, Equatable, Sendable {
     public enum Code: String, CaseIterable, Sendable {
         case notAuthorized = "NotAuthorized"
@@ -24,19 +24,6 @@ public struct FerryError: Error, CustomStringConvertible, Equatable, Sendable {
     public init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
-    }
-
-    /// The D-Bus error name, `dev.ferry.Error.<Name>`.
-    public var dbusName: String { "dev.ferry.Error." + code.rawValue }
-
-    /// Rebuilds an error from a D-Bus error name and message; unknown names become `Failed`.
-    public init(dbusName: String, message: String) {
-        let prefix = "dev.ferry.Error."
-        if dbusName.hasPrefix(prefix), let code = Code(rawValue: String(dbusName.dropFirst(prefix.count))) {
-            self.init(code, message)
-        } else {
-            self.init(.failed, message.isEmpty ? dbusName : "\(dbusName): \(message)")
-        }
     }
 
     public var description: String { message }

@@ -59,9 +59,6 @@ public struct Remote: Sendable, Equatable {
         guard mirrors.count <= 32, ed25519Keys.count <= 32, gpgKeys.count <= 32 else {
             throw FerryError.invalidArgument("too many mirrors or keys (at most 32 each)")
         }
-        if isRegistry && signatureLookaside == nil && !hasKeys {
-            // Not an error by itself; installs will fail without keys. Checked where keys matter.
-        }
     }
 
     /// The base URLs to try, in order: the remote's own, then its mirrors.

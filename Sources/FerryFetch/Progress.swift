@@ -80,13 +80,6 @@ public final class ProgressReporter: @unchecked Sendable {
         label = ""
     }
 
-    /// Prints a line between bars.
-    public func note(_ line: String) {
-        lock.lock()
-        defer { lock.unlock() }
-        if style != .quiet { emit(line + "\n") }
-    }
-
     private func draw(force: Bool) {
         guard style == .bar else { return }
         let now = Date()

@@ -131,14 +131,3 @@ final class BlobPins: @unchecked Sendable {
         return counts[digest] != nil
     }
 }
-
-/// `mkdir -p` with mode 0755; errors keep their errno (so a full disk reports `NoSpace`).
-func makeDirectory(_ path: String) throws {
-    var current = path.hasPrefix("/") ? "" : "."
-    for part in path.split(separator: "/") {
-        current += "/" + part
-        if mkdir(current, 0o755) != 0 && errno != EEXIST {
-            throw ioError("create \(current)")
-        }
-    }
-}

@@ -109,18 +109,10 @@ struct Exports {
         }
     }
 
-    /// A POSIX shell launcher, every word single-quoted. `nil` when the image declares no command.
+    /// A POSIX shell launcher, every word single-quoted. `nil` when the image declares no usable command.
     static func launcherScript(ref: Ref, paths: InstallPaths, command: [String]) -> String? {
-        guard let first = command.first, !first.isEmpty, !first.utf8.contains(0) else { return nil }
         let files = "\(paths.installedLink(ref))/files"
-        let program: String
-        if first.hasPrefix("/") || first.contains("/") {
-            let relative = first.hasPrefix("/") ? String(first.drop { $0 == "/" }) : first
-            guard (try? DirectoryHandle.components(of: relative)) != nil else { return nil }
-            program = "\(files)/\(relative)"
-        } else {
-            program = "\(files)/\(first)"
-        }
+        guard let program = AppLaunch.program(command: command, files: files) else { return nil }
         let words = ([program] + command.dropFirst()).map(shellQuote).joined(separator: " ")
         return """
             #!/bin/sh
@@ -135,4 +127,17 @@ struct Exports {
 /// Single-quotes a word for the POSIX shell.
 func shellQuote(_ word: String) -> String {
     "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+}
+
+/// How an installed app is started, the same way by its launcher and by `ferry run`.
+public enum AppLaunch {
+    /// The program an image's command names, inside the deployment's `files/` directory: the command's first word
+    /// is a path in the image (leading `/` optional) that must stay beneath `files/`. `nil` when the image declares
+    /// no command or names a path that leaves `files/`. The launcher and `ferry run` both start apps through it.
+    public static func program(command: [String], files: String) -> String? {
+        guard let first = command.first, !first.utf8.contains(0) else { return nil }
+        let relative = String(first.drop { $0 == "/" })
+        guard !relative.isEmpty, (try? DirectoryHandle.components(of: relative)) != nil else { return nil }
+        return "\(files)/\(relative)"
+    }
 }

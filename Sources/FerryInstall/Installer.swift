@@ -80,7 +80,8 @@ public final class Installer: @unchecked Sendable {
     public let ownership: LayerExtractor.Ownership
     public let limits: ExtractionLimits
     public let blobs: BlobStore
-    /// The file mode of state.json (the user's is private to them; the system's is world-readable).
+    /// The file mode of state.json: world-readable in both scopes (it names refs, remotes and digests, which
+    /// `ferry list` shows any user for the system; a user's lives in their own data directory).
     let stateMode: mode_t
 
     public init(paths: InstallPaths, ownership: LayerExtractor.Ownership, limits: ExtractionLimits = ExtractionLimits()) {

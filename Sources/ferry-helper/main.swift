@@ -1,9 +1,11 @@
 import ArgumentParser
 import FerryBus
 import FerryCore
+import FerryHelper
 import Foundation
 
-/// `ferry-helper`: the root half of Ferry, activated on the system bus. It never touches the network.
+/// `ferry-helper`: the root half of Ferry, activated on the system bus. It never touches the network; everything
+/// it does is in the `FerryHelper` module.
 struct HelperCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ferry-helper",

@@ -76,15 +76,6 @@ final class ImageLayoutTests: XCTestCase {
         }
     }
 
-    func testHardLinkedFileIsRefusedWhenPolicyAsks() throws {
-        let dir = try TemporaryDirectory()
-        let (writer, desc, _) = try makeLayout(dir)
-        XCTAssertEqual(link(writer.blobPath(desc.digest), dir.file("second")), 0)
-        let layout = ImageLayout(root: try DirectoryHandle(path: dir.file("layout")),
-                                 policy: .init(refuseHardLinks: true))
-        XCTAssertThrowsError(try layout.manifest(desc)) { XCTAssertTrue("\($0)".contains("hard links"), "\($0)") }
-    }
-
     func testFileOfAnotherOwnerIsRefusedWhenPolicyNamesTheOwner() throws {
         let dir = try TemporaryDirectory()
         let (_, desc, _) = try makeLayout(dir)

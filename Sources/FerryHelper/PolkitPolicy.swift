@@ -1,0 +1,28 @@
+import FerryTrust
+
+/// Which polkit action each request is asked as. Pure: what the engine decided in, an action name out.
+public enum PolkitPolicy {
+    public static let install = "dev.ferry.install"
+    public static let update = "dev.ferry.update"
+    public static let downgrade = "dev.ferry.downgrade"
+    public static let uninstall = "dev.ferry.uninstall"
+    public static let configureRemote = "dev.ferry.configure-remote"
+
+    /// The action for a deploy the engine decided on; `nil` when there is nothing to do.
+    ///
+    /// Moving an app ID to another remote is asked as `dev.ferry.downgrade` whatever its timestamps say: the new
+    /// remote's publisher was never trusted for this app, so it is never passwordless (the timer's rule grants
+    /// only `dev.ferry.update`).
+    public static func deployAction(decision: TimestampPolicy.Decision, switchingRemote: Bool) -> String? {
+        switch decision {
+        case .nothingToDo: nil
+        case _ where switchingRemote: downgrade
+        case .install: install
+        case .update: update
+        case .downgrade: downgrade
+        }
+    }
+
+    /// A rollback installs an older release than the publisher's newest claim brought: never passwordless.
+    public static let rollback = downgrade
+}
