@@ -130,8 +130,10 @@ public func writeAll(fd: Int32, data: some DataProtocol, what: String) throws {
 
 /// An I/O failure as a FerryError: `NoSpace` for ENOSPC and EDQUOT, `Failed` otherwise.
 public func ioError(_ what: String, _ code: Int32 = errno) -> FerryError {
-    if code == ENOSPC || code == EDQUOT { return FerryError(.noSpace, "\(what): no space left on device") }
-    return FerryError(.failed, "\(what): \(errnoString(code))")
+    if code == ENOSPC || code == EDQUOT {
+        return FerryError(.noSpace, "\(what): no space left on device", cause: code)
+    }
+    return FerryError(.failed, "\(what): \(errnoString(code))", cause: code)
 }
 
 /// `mkdir -p` with mode 0755; errors keep their errno (so a full disk reports `NoSpace`).

@@ -239,11 +239,13 @@ public func readAll(fd: Int32, maxSize: Int, what: String) throws -> Data {
         let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         if n < 0 {
             if errno == EINTR { continue }
-            throw FerryError.failed("\(what): read failed: \(errnoString())")
+            throw ioError("\(what): read failed")
         }
         if n == 0 { return data }
         data.append(contentsOf: buffer[0..<n])
-        if data.count > maxSize { throw FerryError.invalidArgument("\(what) is larger than \(maxSize) bytes") }
+        if data.count > maxSize {
+            throw FerryError(.invalidArgument, "\(what) is larger than \(maxSize) bytes", cause: EFBIG)
+        }
     }
 }
 

@@ -20,10 +20,19 @@ public struct FerryError: Error, CustomStringConvertible, Equatable, Sendable {
     public var code: Code
     /// One line in the user's words: what was refused and why.
     public var message: String
+    /// The `errno` behind an I/O failure, when there was one (`EFBIG` also marks a size limit refused), so callers
+    /// decide on it rather than on the message's words. Not part of equality: two errors that say the same thing
+    /// are the same error.
+    public var cause: Int32?
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, cause: Int32? = nil) {
         self.code = code
         self.message = message
+        self.cause = cause
+    }
+
+    public static func == (lhs: FerryError, rhs: FerryError) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message
     }
 
     public var description: String { message }
@@ -39,6 +48,6 @@ public struct FerryError: Error, CustomStringConvertible, Equatable, Sendable {
     /// Idempotent: a message that already starts with the context is left as it is.
     public func prefixed(_ context: String) -> FerryError {
         if message.hasPrefix(context + ":") { return self }
-        return FerryError(code, "\(context): \(message)")
+        return FerryError(code, "\(context): \(message)", cause: cause)
     }
 }

@@ -97,10 +97,9 @@ enum RegistryAuth {
     {
         var files: [String] = []
         if let file = environment["REGISTRY_AUTH_FILE"] { files.append(file) }
-        if let runtime = environment["XDG_RUNTIME_DIR"] { files.append(runtime + "/containers/auth.json") }
-        let home = environment["HOME"] ?? NSHomeDirectory()
-        files.append((environment["XDG_CONFIG_HOME"] ?? home + "/.config") + "/containers/auth.json")
-        files.append(home + "/.docker/config.json")
+        if let runtime = XDG.runtimeDirectory(environment) { files.append(runtime + "/containers/auth.json") }
+        files.append(XDG.configHome(environment) + "/containers/auth.json")
+        files.append(XDG.home(environment) + "/.docker/config.json")
         struct AuthFile: Decodable {
             struct Entry: Decodable { var auth: String? }
             var auths: [String: Entry]?

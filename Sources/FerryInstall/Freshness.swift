@@ -28,7 +28,11 @@ public enum Freshness {
             return
         }
         try reset(directory: directory)
-        try TUFUpdater.initialize(metadataDirectory: directory, trustedRoot: configuredRoot)
+        do {
+            try TUFUpdater.initialize(metadataDirectory: directory, trustedRoot: configuredRoot)
+        } catch {
+            throw described(error)
+        }
         try AtomicFile.write(configuredRoot, to: marker)
     }
 
@@ -58,8 +62,10 @@ public enum Freshness {
     ///
     /// Stops: a mirror mixing releases (index.json naming another manifest than the one the current targets
     /// metadata vouches for), and a ref that the repository's TUF metadata does not list at all.
+    /// Returns the entry, known to be there.
+    @discardableResult
     public static func check(_ descriptor: Descriptor, against target: TUFTargetInfo?, remote: RemoteName, ref: Ref)
-        throws
+        throws -> TUFTargetInfo
     {
         guard let target else {
             throw FerryError.untrusted("\(ref) is not listed in the TUF targets of remote \(remote)")
@@ -72,6 +78,7 @@ public enum Freshness {
                 "TUF targets of remote \(remote) name \(expected) (\(target.length) bytes) for \(ref), the remote "
                     + "serves \(descriptor.digest) (\(descriptor.size) bytes)")
         }
+        return target
     }
 
     /// Runs `body` on the concurrency pool and blocks the calling thread until it finishes.
@@ -94,10 +101,11 @@ public enum Freshness {
         return try result.get()
     }
 
-    /// Makes TUF errors say where they come from.
+    /// Makes an error of the TUF client say where it comes from ("TUF timestamp metadata version 2 expired …").
+    /// Wrap only what `TUFUpdater` throws, once.
     static func described(_ error: Error) -> Error {
         guard let error = error as? FerryError else { return error }
-        return error.message.hasPrefix("TUF") ? error : FerryError(error.code, "TUF \(error.message)")
+        return FerryError(error.code, "TUF \(error.message)", cause: error.cause)
     }
 }
 

@@ -58,7 +58,7 @@ public struct FreshnessRefresh: Sendable {
                 try Freshness.prepare(directory: directory, configuredRoot: configured)
                 return try await refresh(from: base, configuredRoot: configured, ref: ref, descriptor: descriptor)
             } catch {
-                if firstError == nil { firstError = Freshness.described(error) }
+                if firstError == nil { firstError = error }
             }
         }
         throw firstError ?? FerryError.failed("remote \(remote.name) has no URL")
@@ -68,18 +68,27 @@ public struct FreshnessRefresh: Sendable {
         -> Result
     {
         let live = RecordingTUFFetcher(base: base, upstream: fetcher)
-        let updater = try TUFUpdater(metadataDirectory: directory, metadataBaseURL: base, fetcher: live, now: now)
-        let target = try await updater.targetInfo(path: ref.string)
-        try Freshness.check(descriptor, against: target, remote: remote.name, ref: ref)
-        guard let target else { throw FerryError.untrusted("\(ref) is not listed in TUF targets") }
+        let listed: TUFTargetInfo?
+        do {
+            let updater = try TUFUpdater(metadataDirectory: directory, metadataBaseURL: base, fetcher: live, now: now)
+            listed = try await updater.targetInfo(path: ref.string)
+        } catch {
+            throw Freshness.described(error)
+        }
+        let target = try Freshness.check(descriptor, against: listed, remote: remote.name, ref: ref)
 
         // Replay from the configured root: what it reads is exactly what a verifier starting there needs.
         let scratch = "\(directory).replay-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? FileManager.default.removeItem(atPath: scratch) }
-        try TUFUpdater.initialize(metadataDirectory: scratch, trustedRoot: configuredRoot)
         let replay = RecordingTUFFetcher(base: base, upstream: live, preferRecorded: true)
-        let replayed = try await TUFUpdater(metadataDirectory: scratch, metadataBaseURL: base, fetcher: replay,
+        let replayed: TUFTargetInfo?
+        do {
+            try TUFUpdater.initialize(metadataDirectory: scratch, trustedRoot: configuredRoot)
+            replayed = try await TUFUpdater(metadataDirectory: scratch, metadataBaseURL: base, fetcher: replay,
                                             now: now).targetInfo(path: ref.string)
+        } catch {
+            throw Freshness.described(error)
+        }
         guard let replayed, replayed.length == target.length, replayed.sha256 == target.sha256 else {
             throw FerryError.failed("TUF metadata of remote \(remote.name) changed during the refresh; try again")
         }

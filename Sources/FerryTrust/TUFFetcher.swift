@@ -35,7 +35,7 @@ public struct DirectoryTUFFetcher: TUFFetcher {
         guard (try? DirectoryHandle.components(of: path)) != nil else { return nil }
         do {
             return try directory.readFile(path, maxSize: maxLength, policy: policy)
-        } catch let error as FerryError where error.message.contains("is larger than") {
+        } catch let error as FerryError where error.cause == EFBIG {
             throw FerryError.failed("\(path) is longer than the \(maxLength) bytes allowed")
         }
     }
