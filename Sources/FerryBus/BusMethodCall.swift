@@ -1,6 +1,7 @@
 internal import CSystemd
 import Foundation
 import Glibc
+import Synchronization
 
 /// An incoming method call on an exported object, answered exactly once with ``reply(_:)`` or
 /// ``replyError(_:)`` from any thread.
@@ -21,10 +22,8 @@ public final class BusMethodCall: @unchecked Sendable {
 
     private let connection: BusConnection
     private let message: OpaquePointer
-    private let state = NSLock()
-    private var answered = false
-    private var ownedFDs: [Int32]
-    private var cachedUID: UInt32?
+    /// Whether the call was answered, the descriptors it still owns, and the caller's uid once asked.
+    private let state: Mutex<(answered: Bool, ownedFDs: [Int32], uid: UInt32?)>
     /// Whether this call counts as work in flight for the loop's idle timeout.
     var countsAsInFlight = false
 
@@ -38,7 +37,7 @@ public final class BusMethodCall: @unchecked Sendable {
         self.interface = interface
         self.member = member
         self.arguments = arguments
-        self.ownedFDs = ownedFDs
+        state = Mutex((false, ownedFDs, nil))
         sender = sd_bus_message_get_sender(message).map { String(cString: $0) } ?? ""
     }
 
@@ -47,7 +46,7 @@ public final class BusMethodCall: @unchecked Sendable {
             connection.sendReply(to: message, .failure(BusError.failed("\(member) was not answered")))
             connection.callFinished(counted: countsAsInFlight)
         }
-        for fd in ownedFDs { close(fd) }
+        for fd in state.withLock({ $0.ownedFDs }) { close(fd) }
         let message = self.message
         _ = try? connection.withBus { _ throws(BusError) in sd_bus_message_unref(message) }
     }
@@ -68,12 +67,12 @@ public final class BusMethodCall: @unchecked Sendable {
         guard arguments.indices.contains(index), let fd = arguments[index].unixFDValue else {
             throw BusError.invalidArgs("argument \(index) of \(member) is not a file descriptor")
         }
-        state.lock()
-        defer { state.unlock() }
-        guard let position = ownedFDs.firstIndex(of: fd) else {
+        let taken = state.withLock { state in
+            state.ownedFDs.firstIndex(of: fd).map { state.ownedFDs.remove(at: $0) } != nil
+        }
+        guard taken else {
             throw BusError.invalidArgs("file descriptor argument \(index) of \(member) was taken already")
         }
-        ownedFDs.remove(at: position)
         return fd
     }
 
@@ -83,21 +82,14 @@ public final class BusMethodCall: @unchecked Sendable {
     /// Never taken from the message or /proc: a caller cannot claim another uid, and a recycled pid cannot
     /// stand in for it.
     public func senderUID() throws -> UInt32 {
-        state.lock()
-        if let cachedUID {
-            state.unlock()
-            return cachedUID
-        }
-        state.unlock()
+        if let uid = state.withLock({ $0.uid }) { return uid }
         let reply = try connection.call(
             destination: "org.freedesktop.DBus", path: "/org/freedesktop/DBus", interface: "org.freedesktop.DBus",
             member: "GetConnectionUnixUser", arguments: [.string(sender)])
         guard let uid = reply.first?.uint32Value else {
             throw BusError.failed("GetConnectionUnixUser returned \(reply)")
         }
-        state.lock()
-        cachedUID = uid
-        state.unlock()
+        state.withLock { $0.uid = uid }
         return uid
     }
 
@@ -128,10 +120,10 @@ public final class BusMethodCall: @unchecked Sendable {
     }
 
     private func claimAnswer() -> Bool {
-        state.lock()
-        defer { state.unlock() }
-        if answered { return false }
-        answered = true
-        return true
+        state.withLock { state in
+            if state.answered { return false }
+            state.answered = true
+            return true
+        }
     }
 }

@@ -13,7 +13,7 @@ import Foundation
 /// is refused, `..` and empty components are refused before any system call, and files must be regular.
 /// This is how the root helper reads a layout a user staged: a user cannot redirect a read with a symlink,
 /// a FIFO (opened `O_NONBLOCK`, then refused), or a device node.
-public final class DirectoryHandle: @unchecked Sendable {
+public final class DirectoryHandle: Sendable {
     public let fd: Int32
 
     /// Takes ownership of an open directory descriptor; it is closed on deinit.

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import TOMLKit
 
 /// Where a remote is configured: system-wide (root-owned, `/etc/ferry/remotes.d`) or for one user.
@@ -104,21 +105,18 @@ public struct RemoteStore: Sendable {
 
     /// Keyed by the bytes as an array, not as `Data`: `Data` keeps small buffers behind an enum whose tag bits hide
     /// the pointer from LeakSanitizer's scan, which then reports the cached keys as leaked.
-    private final class ParsedFiles: @unchecked Sendable {
-        private let lock = NSLock()
-        private var files: [[UInt8]: File] = [:]
+    private final class ParsedFiles: Sendable {
+        private let files = Mutex<[[UInt8]: File]>([:])
 
         func file(for bytes: [UInt8]) -> File? {
-            lock.lock()
-            defer { lock.unlock() }
-            return files[bytes]
+            files.withLock { $0[bytes] }
         }
 
         func remember(_ file: File, for bytes: [UInt8]) {
-            lock.lock()
-            defer { lock.unlock() }
-            if files.count >= 64 { files.removeAll() }
-            files[bytes] = file
+            files.withLock { files in
+                if files.count >= 64 { files.removeAll() }
+                files[bytes] = file
+            }
         }
     }
 

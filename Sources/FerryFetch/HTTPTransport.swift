@@ -3,6 +3,7 @@ import FerryCore
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// HTTP for the agent: bounded reads, stall timeouts, redirects, and resumable verified downloads.
 ///
@@ -229,20 +230,15 @@ extension BlobVerifier {
     }
 }
 
-final class UnreachableOrigins: @unchecked Sendable {
-    private let lock = NSLock()
-    private var origins = Set<String>()
+final class UnreachableOrigins: Sendable {
+    private let origins = Mutex(Set<String>())
 
     func insert(_ origin: String) {
-        lock.lock()
-        origins.insert(origin)
-        lock.unlock()
+        _ = origins.withLock { $0.insert(origin) }
     }
 
     func contains(_ origin: String) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return origins.contains(origin)
+        origins.withLock { $0.contains(origin) }
     }
 }
 

@@ -1,18 +1,23 @@
 import FerryCore
 import Foundation
+import Synchronization
 
 /// Download and install progress for a person: a bar with bytes, rate and ETA on a terminal, plain lines
 /// otherwise (one when a step starts and one when it ends), nothing at all when quiet.
-public final class ProgressReporter: @unchecked Sendable {
+public final class ProgressReporter: Sendable {
     public enum Style: Sendable { case bar, lines, quiet }
 
+    /// The step being shown. Downloads advance it from several tasks at once.
+    private struct Step {
+        var label = ""
+        var total: UInt64 = 0
+        var done: UInt64 = 0
+        var started = Date()
+        var lastDraw = Date.distantPast
+    }
+
     public let style: Style
-    private let lock = NSLock()
-    private var label = ""
-    private var total: UInt64 = 0
-    private var done: UInt64 = 0
-    private var started = Date()
-    private var lastDraw = Date.distantPast
+    private let step = Mutex(Step())
     private let output: FileHandle
 
     public init(style: Style? = nil, output: FileHandle = .standardError) {
@@ -22,71 +27,66 @@ public final class ProgressReporter: @unchecked Sendable {
 
     /// The current step's label; empty before the first step and after ``finish(_:)``.
     public var currentLabel: String {
-        lock.lock()
-        defer { lock.unlock() }
-        return label
+        step.withLock { $0.label }
     }
 
     /// Starts a step of `total` bytes.
     public func begin(_ label: String, total: UInt64) {
-        lock.lock()
-        defer { lock.unlock() }
-        self.label = label
-        self.total = total
-        done = 0
-        started = Date()
-        lastDraw = .distantPast
-        // Steps without a byte count (a helper's verify or commit phase) get one line, not two.
-        if style == .lines && total > 1 { emit("\(label): \(ProgressReporter.bytes(total))\n") }
+        step.withLock { step in
+            step = Step(label: label, total: total)
+            // Steps without a byte count (a helper's verify or commit phase) get one line, not two.
+            if style == .lines && total > 1 { emit("\(label): \(ProgressReporter.bytes(total))\n") }
+        }
     }
 
     /// Adds `bytes` to the current step.
     public func advance(_ bytes: Int) {
-        lock.lock()
-        defer { lock.unlock() }
-        done += UInt64(max(0, bytes))
-        draw(force: false)
+        step.withLock { step in
+            step.done += UInt64(max(0, bytes))
+            draw(&step, force: false)
+        }
     }
 
     /// Sets the current step's position (for progress reported by the helper).
     public func update(done: UInt64, total: UInt64) {
-        lock.lock()
-        defer { lock.unlock() }
-        self.done = done
-        self.total = total
-        draw(force: false)
+        step.withLock { step in
+            step.done = done
+            step.total = total
+            draw(&step, force: false)
+        }
     }
 
     /// Ends the current step.
     public func finish(_ message: String? = nil) {
-        lock.lock()
-        defer { lock.unlock() }
-        switch style {
-        case .bar:
-            draw(force: true)
-            emit("\n")
-            if let message { emit(message + "\n") }
-        case .lines:
-            let seconds = max(Date().timeIntervalSince(started), 0.001)
-            if total > 1 {
-                emit("\(label): done, \(ProgressReporter.bytes(done)) in \(String(format: "%.1f", seconds)) s\n")
-            } else {
-                emit("\(label): done\n")
+        step.withLock { step in
+            switch style {
+            case .bar:
+                draw(&step, force: true)
+                emit("\n")
+                if let message { emit(message + "\n") }
+            case .lines:
+                let seconds = max(Date().timeIntervalSince(step.started), 0.001)
+                if step.total > 1 {
+                    emit("\(step.label): done, \(ProgressReporter.bytes(step.done)) in "
+                         + "\(String(format: "%.1f", seconds)) s\n")
+                } else {
+                    emit("\(step.label): done\n")
+                }
+                if let message { emit(message + "\n") }
+            case .quiet:
+                break
             }
-            if let message { emit(message + "\n") }
-        case .quiet:
-            break
+            step.label = ""
         }
-        label = ""
     }
 
-    private func draw(force: Bool) {
+    private func draw(_ step: inout Step, force: Bool) {
         guard style == .bar else { return }
         let now = Date()
-        guard force || now.timeIntervalSince(lastDraw) >= 0.1 else { return }
-        lastDraw = now
-        emit("\r\u{1B}[K" + ProgressReporter.line(label: label, done: done, total: total,
-                                                   elapsed: now.timeIntervalSince(started)))
+        guard force || now.timeIntervalSince(step.lastDraw) >= 0.1 else { return }
+        step.lastDraw = now
+        emit("\r\u{1B}[K" + ProgressReporter.line(label: step.label, done: step.done, total: step.total,
+                                                   elapsed: now.timeIntervalSince(step.started)))
     }
 
     private func emit(_ text: String) { output.write(Data(text.utf8)) }

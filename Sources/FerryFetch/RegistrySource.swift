@@ -1,5 +1,6 @@
 import FerryCore
 import Foundation
+import Synchronization
 
 /// An OCI distribution registry repository prefix (`https://host[:port]/ns`): the ref `NAME:TAG` is the image
 /// `host/ns/NAME:TAG`. Speaks the v2 API: manifests with OCI and Docker `Accept` types (a multi-platform index
@@ -158,19 +159,14 @@ public struct RegistrySource: ImageSource {
 }
 
 /// Bearer tokens per (registry, scope), shared by the parallel downloads of one install.
-final class TokenCache: @unchecked Sendable {
-    private let lock = NSLock()
-    private var tokens: [String: String] = [:]
+final class TokenCache: Sendable {
+    private let tokens = Mutex<[String: String]>([:])
 
     func get(_ origin: String, _ scope: String) -> String? {
-        lock.lock()
-        defer { lock.unlock() }
-        return tokens[origin + " " + scope]
+        tokens.withLock { $0[origin + " " + scope] }
     }
 
     func set(_ origin: String, _ scope: String, _ token: String) {
-        lock.lock()
-        tokens[origin + " " + scope] = token
-        lock.unlock()
+        tokens.withLock { $0[origin + " " + scope] = token }
     }
 }

@@ -1,6 +1,7 @@
 import FerryCore
 import Glibc
 import Foundation
+import Synchronization
 
 /// Verified, content-addressed blobs of one scope.
 ///
@@ -105,29 +106,26 @@ public struct BlobStore: Sendable {
 
 /// Blobs that deploys in this process are using: garbage collection by one deploy must not delete what a
 /// concurrent deploy of another ref has just copied and is about to extract.
-final class BlobPins: @unchecked Sendable {
+final class BlobPins: Sendable {
     static let shared = BlobPins()
-    private let lock = NSLock()
-    private var counts: [Digest: Int] = [:]
+    private let counts = Mutex<[Digest: Int]>([:])
 
     func pin(_ digests: [Digest]) {
-        lock.lock()
-        for d in digests { counts[d, default: 0] += 1 }
-        lock.unlock()
+        counts.withLock { counts in
+            for d in digests { counts[d, default: 0] += 1 }
+        }
     }
 
     func unpin(_ digests: [Digest]) {
-        lock.lock()
-        for d in digests {
-            let n = (counts[d] ?? 1) - 1
-            counts[d] = n > 0 ? n : nil
+        counts.withLock { counts in
+            for d in digests {
+                let n = (counts[d] ?? 1) - 1
+                counts[d] = n > 0 ? n : nil
+            }
         }
-        lock.unlock()
     }
 
     func isPinned(_ digest: Digest) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return counts[digest] != nil
+        counts.withLock { $0[digest] != nil }
     }
 }

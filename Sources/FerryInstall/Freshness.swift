@@ -1,6 +1,7 @@
 import FerryCore
 import FerryTrust
 import Foundation
+import Synchronization
 
 /// TUF freshness for remotes configured with a TUF root (DESIGN.md, "Freshness (TUF)").
 ///
@@ -85,20 +86,25 @@ public enum Freshness {
     ///
     /// For synchronous callers such as the helper's worker threads (`DeployRequest.checkManifest`). Must not be
     /// called from a Swift concurrency thread: blocking one while waiting for another task can starve the pool.
+    ///
+    /// The TUF client is one async implementation, shared with the agent's refresh over the network; the helper's
+    /// offline check (files under a directory descriptor) runs it here rather than in a second, synchronous copy
+    /// of the client that could drift from the first.
     public static func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-        let box = ResultBox<T>()
+        let result = Mutex<Result<T, Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
         Task.detached {
+            let outcome: Result<T, Error>
             do {
-                box.set(.success(try await body()))
+                outcome = .success(try await body())
             } catch {
-                box.set(.failure(error))
+                outcome = .failure(error)
             }
+            result.withLock { $0 = outcome }
             done.signal()
         }
         done.wait()
-        guard let result = box.get() else { throw FerryError.failed("TUF check ended without a result") }
-        return try result.get()
+        return try result.withLock { $0 }!.get()
     }
 
     /// Makes an error of the TUF client say where it comes from ("TUF timestamp metadata version 2 expired …").
@@ -106,24 +112,6 @@ public enum Freshness {
     static func described(_ error: Error) -> Error {
         guard let error = error as? FerryError else { return error }
         return FerryError(error.code, "TUF \(error.message)", cause: error.cause)
-    }
-}
-
-/// A result handed from a task to a blocked thread.
-private final class ResultBox<T: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var result: Result<T, Error>?
-
-    func set(_ value: Result<T, Error>) {
-        lock.lock()
-        result = value
-        lock.unlock()
-    }
-
-    func get() -> Result<T, Error>? {
-        lock.lock()
-        defer { lock.unlock() }
-        return result
     }
 }
 

@@ -1,6 +1,7 @@
 import FerryCore
 import FerryTrust
 import Foundation
+import Synchronization
 
 /// The agent's side of TUF freshness: refresh a remote's metadata from `BASE/tuf/` against the user's trusted
 /// copy, look the ref up in targets, and collect the files to stage for the helper.
@@ -99,12 +100,11 @@ public struct FreshnessRefresh: Sendable {
 /// Fetches through `upstream` and remembers every answer by its name relative to `base` (`2.root.json`,
 /// `timestamp.json`, `3.snapshot.json`, `1.ROLE.json`, …); with `preferRecorded`, answers what `upstream`
 /// (itself recording) already answered without asking again.
-final class RecordingTUFFetcher: TUFFetcher, @unchecked Sendable {
+final class RecordingTUFFetcher: TUFFetcher, Sendable {
     let base: String
     let upstream: any TUFFetcher
     let preferRecorded: Bool
-    private let lock = NSLock()
-    private var answers: [String: Data?] = [:]
+    private let answers = Mutex<[String: Data?]>([:])
 
     init(base: String, upstream: any TUFFetcher, preferRecorded: Bool = false) {
         self.base = base
@@ -128,23 +128,17 @@ final class RecordingTUFFetcher: TUFFetcher, @unchecked Sendable {
 
     /// What was answered for `name`: `.some(nil)` for "no such file", `nil` when never asked.
     func answer(_ name: String) -> Data?? {
-        lock.lock()
-        defer { lock.unlock() }
-        return answers[name]
+        answers.withLock { $0[name] }
     }
 
     private func record(_ name: String, _ data: Data?) {
-        lock.lock()
-        answers[name] = data
-        lock.unlock()
+        answers.withLock { $0[name] = data }
     }
 
     /// The files that exist, by name. Only plain names (no `/`) are returned: they become files under `tuf/`.
     func fetched() -> [String: Data] {
-        lock.lock()
-        defer { lock.unlock() }
         var files: [String: Data] = [:]
-        for (name, data) in answers {
+        for (name, data) in answers.withLock({ $0 }) {
             guard let data, !name.contains("/"), (try? DirectoryHandle.components(of: name)) != nil else { continue }
             files[name] = data
         }

@@ -75,7 +75,7 @@ public struct InstalledRef: Sendable, Equatable {
 /// per ref, no symlink followed. Crash safety: everything before the rename of `installed/<ref>` lives in `tmp/`
 /// or in a deployment directory nothing points to yet, and is swept by ``recover()``. The rename is the commit
 /// point; `state.json` follows it, and ``recover()`` re-derives state from the links when a crash fell between.
-public final class Installer: @unchecked Sendable {
+public final class Installer: Sendable {
     public let paths: InstallPaths
     public let ownership: LayerExtractor.Ownership
     public let limits: ExtractionLimits

@@ -1,6 +1,7 @@
 internal import CGPGME
 import FerryCore
 import Foundation
+import Synchronization
 
 /// What a verified OpenPGP signed message said, and who said it.
 public struct GPGVerification: Sendable, Equatable {
@@ -25,7 +26,7 @@ public enum GPG {
     public static let defaultMaxContentSize = 1 << 20
     static let maxKeySize = 1 << 20
 
-    private static let lock = NSLock()
+    private static let lock = Mutex(())
 
     /// gpgme must be initialised once, before any context exists (`gpgme_check_version`, locale); a Swift
     /// `static let` runs this exactly once, thread-safely.
@@ -42,10 +43,8 @@ public enum GPG {
     }
 
     /// Runs `body` while holding the process-wide gpgme lock.
-    static func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body()
+    static func withLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        try lock.withLock { _ throws(E) in try body() }
     }
 
     /// Verifies an OpenPGP signed message against `keys` only.
