@@ -16,12 +16,12 @@ struct RemoteAddCommand: AsyncParsableCommand {
 
     @OptionGroup var scope: ScopeOptions
     @Argument(help: "A name for the remote.") var name: String
-    @Argument(help: "Base URL of a static OCI layout, or with --registry a registry repository prefix.") var url: String
+    @Argument(help: "Base URL or directory of a static OCI layout, or with --registry a registry repository prefix.") var url: String
     @Flag(help: "The URL is an OCI distribution registry (https://host/ns).") var registry = false
     @Option(name: .customLong("ed25519-key"), help: "A trusted minisign public key file.") var ed25519Keys: [String] = []
     @Option(name: .customLong("gpg-key"), help: "A trusted OpenPGP public key file.") var gpgKeys: [String] = []
     @Option(name: .customLong("tuf-root"), help: "The remote's trusted TUF root.json.") var tufRoot: String?
-    @Option(name: .customLong("mirror"), help: "A mirror base URL, tried in order.") var mirrors: [String] = []
+    @Option(name: .customLong("mirror"), help: "A mirror base URL or directory, tried in order.") var mirrors: [String] = []
     @Option(help: "Where a registry's signatures are served (lookaside).") var signatureLookaside: String?
     @Flag(help: "Never prompt, not even for polkit authentication.") var noInteraction = false
 
@@ -39,8 +39,10 @@ struct RemoteAddCommand: AsyncParsableCommand {
             try Freshness.validateRoot(data)
             tufData = data
         }
-        let remote = Remote(name: name, url: url, isRegistry: registry, mirrors: mirrors,
-                            signatureLookaside: signatureLookaside, ed25519Keys: keys.ed25519.map(\.fileText),
+        // A directory (a mirror made by `ferry mirror`, a USB stick) is a `file://` URL.
+        let remote = Remote(name: name, url: Remote.location(url), isRegistry: registry,
+                            mirrors: mirrors.map(Remote.location), signatureLookaside: signatureLookaside,
+                            ed25519Keys: keys.ed25519.map(\.fileText),
                             gpgKeys: keys.gpg, tufRoot: tufData)
         try remote.validate()
         let target = scope.explicit ?? .user

@@ -52,6 +52,19 @@ public struct Remote: Sendable, Equatable {
         }
     }
 
+    /// A URL for a location given on the command line: a directory path (absolute, or relative to the working
+    /// directory) becomes a `file://` URL, so a directory or a USB stick works as a remote or a mirror; anything
+    /// with a scheme is returned unchanged (and checked by ``validateURL(_:what:)`` later).
+    public static func location(_ text: String) -> String {
+        guard !text.contains("://"), !text.isEmpty else { return text }
+        var isDirectory: ObjCBool = false
+        guard text.hasPrefix("/") || text.hasPrefix(".")
+            || FileManager.default.fileExists(atPath: text, isDirectory: &isDirectory) && isDirectory.boolValue
+        else { return text }
+        let url = URL(fileURLWithPath: text).standardizedFileURL.absoluteString
+        return url.count > "file:///".count && url.hasSuffix("/") ? String(url.dropLast()) : url
+    }
+
     /// Checks every field's grammar; called before a remote is stored or used.
     public func validate() throws {
         try Remote.validateURL(url)

@@ -133,6 +133,7 @@ public final class HTTPTransport: Sendable {
             try fresh.consume(data)
             try writeAll(fd: fd, data: data, what: path)
             try fresh.finish()
+            received(data.count)
             return
         }
         let range = existing > 0 ? [("Range", "bytes=\(existing)-")] : []

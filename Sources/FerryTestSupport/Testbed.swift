@@ -158,9 +158,11 @@ public final class Testbed: @unchecked Sendable {
         return path
     }
 
-    /// Runs the agent as `user` against this testbed's bus and root.
+    /// Runs the agent as `user` against this testbed's bus and root. `wrapper` runs in front, as root
+    /// (`unshare -n` cuts the network: the bus is a socket in the file system and stays reachable).
     @discardableResult
-    public func agent(_ user: String, _ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
+    public func agent(_ user: String, _ arguments: [String], environment: [String: String] = [:],
+                      wrapper: [String] = []) throws -> CommandResult {
         let home = try home(user)
         var env = [
             "HOME": home, "DBUS_SYSTEM_BUS_ADDRESS": busAddress, "FERRY_SYSTEM_ROOT": root,
@@ -168,7 +170,8 @@ public final class Testbed: @unchecked Sendable {
         ]
         env.merge(environment) { _, new in new }
         let envArgs = env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        return try Command.run(["runuser", "-u", user, "--", "env", "-i"] + envArgs + [BuiltProducts.ferry] + arguments)
+        return try Command.run(wrapper + ["runuser", "-u", user, "--", "env", "-i"] + envArgs + [BuiltProducts.ferry]
+            + arguments)
     }
 
     /// A staged layout as an agent would leave it: a copy of `layout` in this testbed, owned by `user`.
