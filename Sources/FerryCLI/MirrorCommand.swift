@@ -27,6 +27,8 @@ struct MirrorCommand: AsyncParsableCommand {
     @Option(name: .customLong("gpg-key"), help: "A trusted OpenPGP public key file (URL source).") var gpgKeys: [String] = []
     @Option(name: .customLong("tuf-root"), help: "The source's trusted TUF root.json (URL source).") var tufRoot: String?
     @Option(help: "Where a registry source's signatures are served (lookaside).") var signatureLookaside: String?
+    @Option(help: "The registry prefix host[:port]/ns a layout source's signatures name (URL source).")
+    var signedIdentity: String?
 
     func run() async throws {
         let remote = try sourceRemote()
@@ -51,6 +53,10 @@ struct MirrorCommand: AsyncParsableCommand {
         let total = report.copied.reduce(Int64(0)) { $0 + $1.bytesAdded }
         print("mirrored \(report.copied.count) of \(report.copied.count + report.failed.count) refs from "
             + "\(source) into \(destination) (\(total) bytes added)")
+        // A registry's signatures name the registry: the layout keeps them, and says how to trust it.
+        if let prefix = remote.registryIdentityPrefix ?? remote.signedIdentity, !report.copied.isEmpty {
+            print("its signatures name \(prefix)/NAME:TAG: add it with --signed-identity \(prefix)")
+        }
         if let first = report.failed.first {
             throw FerryError(first.error.code, "\(report.failed.count) ref\(report.failed.count == 1 ? "" : "s") "
                 + "did not verify and \(report.failed.count == 1 ? "was" : "were") not mirrored",
@@ -60,7 +66,7 @@ struct MirrorCommand: AsyncParsableCommand {
 
     /// The remote to copy: a configured one by name, or one made of SOURCE and the keys on the command line.
     func sourceRemote() throws -> Remote {
-        let hasTrust = !ed25519Keys.isEmpty || !gpgKeys.isEmpty || tufRoot != nil
+        let hasTrust = !ed25519Keys.isEmpty || !gpgKeys.isEmpty || tufRoot != nil || signedIdentity != nil
         if let name = try? RemoteName(source), !source.contains("/") {
             let context = AgentContext()
             for store in [context.userRemotes, context.systemRemotes] {
@@ -88,7 +94,8 @@ struct MirrorCommand: AsyncParsableCommand {
         }
         let remote = Remote(name: try RemoteName("source"), url: url, isRegistry: registry,
                             signatureLookaside: signatureLookaside.map(Remote.location),
-                            ed25519Keys: keys.ed25519.map(\.fileText), gpgKeys: keys.gpg, tufRoot: tufData)
+                            ed25519Keys: keys.ed25519.map(\.fileText), gpgKeys: keys.gpg, tufRoot: tufData,
+                            signedIdentity: signedIdentity)
         try remote.validate()
         return remote
     }

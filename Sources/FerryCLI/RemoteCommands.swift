@@ -23,6 +23,10 @@ struct RemoteAddCommand: AsyncParsableCommand {
     @Option(name: .customLong("tuf-root"), help: "The remote's trusted TUF root.json.") var tufRoot: String?
     @Option(name: .customLong("mirror"), help: "A mirror base URL or directory, tried in order.") var mirrors: [String] = []
     @Option(help: "Where a registry's signatures are served (lookaside).") var signatureLookaside: String?
+    @Option(help: """
+        For a layout that holds a registry's images (a mirror of a registry remote): the registry prefix \
+        host[:port]/ns that its signatures name.
+        """) var signedIdentity: String?
     @Flag(help: "Never prompt, not even for polkit authentication.") var noInteraction = false
 
     func run() async throws {
@@ -43,7 +47,7 @@ struct RemoteAddCommand: AsyncParsableCommand {
         let remote = Remote(name: name, url: Remote.location(url), isRegistry: registry,
                             mirrors: mirrors.map(Remote.location), signatureLookaside: signatureLookaside,
                             ed25519Keys: keys.ed25519.map(\.fileText),
-                            gpgKeys: keys.gpg, tufRoot: tufData)
+                            gpgKeys: keys.gpg, tufRoot: tufData, signedIdentity: signedIdentity)
         try remote.validate()
         let target = scope.explicit ?? .user
         switch target {

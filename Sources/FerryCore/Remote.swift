@@ -23,10 +23,14 @@ public struct Remote: Sendable, Equatable {
     public var gpgKeys: [Data]
     /// The TUF root the remote's metadata chains from, when the remote serves TUF metadata.
     public var tufRoot: Data?
+    /// For a layout remote that holds a registry's images (a `ferry mirror` of a registry remote): the registry
+    /// repository prefix `host[:port]/ns` its signatures name. The ref `NAME:TAG` then has the identity
+    /// `host[:port]/ns/NAME:TAG`, as on the registry itself. Configuration, never read from the remote.
+    public var signedIdentity: String?
 
     public init(name: RemoteName, url: String, isRegistry: Bool = false, mirrors: [String] = [],
                 signatureLookaside: String? = nil, ed25519Keys: [String] = [], gpgKeys: [Data] = [],
-                tufRoot: Data? = nil) {
+                tufRoot: Data? = nil, signedIdentity: String? = nil) {
         self.name = name
         self.url = url
         self.isRegistry = isRegistry
@@ -35,6 +39,7 @@ public struct Remote: Sendable, Equatable {
         self.ed25519Keys = ed25519Keys
         self.gpgKeys = gpgKeys
         self.tufRoot = tufRoot
+        self.signedIdentity = signedIdentity
     }
 
     public var hasKeys: Bool { !ed25519Keys.isEmpty || !gpgKeys.isEmpty }
@@ -70,6 +75,12 @@ public struct Remote: Sendable, Equatable {
         try Remote.validateURL(url)
         for mirror in mirrors { try Remote.validateURL(mirror, what: "mirror URL") }
         if let signatureLookaside { try Remote.validateURL(signatureLookaside, what: "signature lookaside URL") }
+        if let signedIdentity {
+            try Remote.validateIdentityPrefix(signedIdentity)
+            guard !isRegistry else {
+                throw FerryError.invalidArgument("a registry remote's signed identity comes from its URL")
+            }
+        }
         guard mirrors.count <= 32, ed25519Keys.count <= 32, gpgKeys.count <= 32 else {
             throw FerryError.invalidArgument("too many mirrors or keys (at most 32 each)")
         }
@@ -79,13 +90,34 @@ public struct Remote: Sendable, Equatable {
     public var baseURLs: [String] { [url] + mirrors }
 
     /// For a registry remote `https://host[:port]/ns`, the identity skopeo signs for `NAME:TAG`:
-    /// `host[:port]/ns/NAME:TAG` (tag `latest` when the ref has none). For a layout remote, the ref itself.
+    /// `host[:port]/ns/NAME:TAG` (tag `latest` when the ref has none). For a layout remote, the ref itself, or
+    /// with a ``signedIdentity`` prefix the identity the registry it was mirrored from would give.
     public func identity(for ref: Ref) -> String {
-        guard isRegistry, let parsed = URL(string: url), let host = parsed.host else { return ref.string }
+        if let signedIdentity { return "\(signedIdentity)/\(ref.name):\(ref.tag ?? "latest")" }
+        guard let prefix = registryIdentityPrefix else { return ref.string }
+        return "\(prefix)/\(ref.name):\(ref.tag ?? "latest")"
+    }
+
+    /// For a registry remote `https://host[:port]/ns`: `host[:port]/ns` (or `host[:port]` without a path).
+    public var registryIdentityPrefix: String? {
+        guard isRegistry, let parsed = URL(string: url), let host = parsed.host else { return nil }
         let hostPort = parsed.port.map { "\(host):\($0)" } ?? host
         let path = parsed.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-        let repo = path.isEmpty ? ref.name : "\(path)/\(ref.name)"
-        return "\(hostPort)/\(repo):\(ref.tag ?? "latest")"
+        return path.isEmpty ? hostPort : "\(hostPort)/\(path)"
+    }
+
+    /// Checks a signed-identity prefix: `host[:port]` and optional `/`-separated path components, of
+    /// `[A-Za-z0-9._-]` (and one `:` in the host part), at most 255 bytes.
+    public static func validateIdentityPrefix(_ prefix: String) throws {
+        let parts = prefix.split(separator: "/", omittingEmptySubsequences: false)
+        let nameByte = { (c: Character) in c.isASCII && (c.isLetter || c.isNumber || "._-".contains(c)) }
+        guard prefix.utf8.count <= 255, let host = parts.first, !host.isEmpty,
+            host.filter({ $0 == ":" }).count <= 1, host.allSatisfy({ nameByte($0) || $0 == ":" }),
+            parts.dropFirst().allSatisfy({ !$0.isEmpty && $0.allSatisfy(nameByte) })
+        else {
+            throw FerryError.invalidArgument("invalid signed identity \(String(prefix.prefix(100)).debugDescription)"
+                + " (host[:port]/namespace)")
+        }
     }
 }
 
@@ -104,10 +136,12 @@ public struct RemoteStore: Sendable {
         var registry: Bool?
         var mirrors: [String]?
         var signatureLookaside: String?
+        var signedIdentity: String?
 
         enum CodingKeys: String, CodingKey {
             case url, registry, mirrors
             case signatureLookaside = "signature-lookaside"
+            case signedIdentity = "signed-identity"
         }
     }
 
@@ -154,7 +188,8 @@ public struct RemoteStore: Sendable {
             RemoteStore.parsed.remember(file, for: bytes)
         }
         var remote = Remote(name: name, url: file.url, isRegistry: file.registry ?? false,
-                            mirrors: file.mirrors ?? [], signatureLookaside: file.signatureLookaside)
+                            mirrors: file.mirrors ?? [], signatureLookaside: file.signatureLookaside,
+                            signedIdentity: file.signedIdentity)
         let keyDir = keyDirectory(name)
         let entries = ((try? FileManager.default.contentsOfDirectory(atPath: keyDir)) ?? []).sorted {
             $0.localizedStandardCompare($1) == .orderedAscending
@@ -213,7 +248,7 @@ public struct RemoteStore: Sendable {
         }
         if let root = remote.tufRoot { try AtomicFile.write(root, to: "\(staged)/tuf-root.json") }
         let file = File(url: remote.url, registry: remote.isRegistry, mirrors: remote.mirrors,
-                        signatureLookaside: remote.signatureLookaside)
+                        signatureLookaside: remote.signatureLookaside, signedIdentity: remote.signedIdentity)
         let text: String
         do {
             text = try TOMLEncoder().encode(file)

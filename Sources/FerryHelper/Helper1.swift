@@ -41,7 +41,8 @@ public enum Helper1 {
             case .configureRemote:
                 [
                     "url": "s", "registry": "b", "mirrors": "as", "ed25519-keys": "as", "gpg-keys": "aay",
-                    "tuf-root": "ay", "signature-lookaside": "s", "reset-rollback-state": "b", "interactive": "b",
+                    "tuf-root": "ay", "signature-lookaside": "s", "signed-identity": "s", "reset-rollback-state": "b",
+                    "interactive": "b",
                 ]
             case .listInstalled: [:]
             }
@@ -135,6 +136,7 @@ public enum Helper1 {
                 settings["gpg-keys"] = .array(elementSignature: "ay", remote.gpgKeys.map { .bytes($0) })
                 if let lookaside = remote.signatureLookaside { settings["signature-lookaside"] = .string(lookaside) }
                 if let root = remote.tufRoot { settings["tuf-root"] = .bytes(root) }
+                if let identity = remote.signedIdentity { settings["signed-identity"] = .string(identity) }
             }
             if resetRollbackState { settings["reset-rollback-state"] = .bool(true) }
             if remote != nil || resetRollbackState { settings["interactive"] = .bool(interactive) }

@@ -24,7 +24,8 @@ enum RemoteSettingsCheck {
             name: name, url: url, isRegistry: settings["registry"]?.boolValue ?? false,
             mirrors: settings["mirrors"]?.stringArrayValue ?? [],
             signatureLookaside: settings["signature-lookaside"]?.stringValue,
-            ed25519Keys: ed25519, gpgKeys: gpgKeys, tufRoot: settings["tuf-root"]?.dataValue)
+            ed25519Keys: ed25519, gpgKeys: gpgKeys, tufRoot: settings["tuf-root"]?.dataValue,
+            signedIdentity: settings["signed-identity"]?.stringValue)
         try remote.validate()
         guard remote.hasKeys else {
             throw FerryError.invalidArgument("remote \(name): a system remote needs at least one key")

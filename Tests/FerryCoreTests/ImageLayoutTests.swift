@@ -148,6 +148,25 @@ final class RemoteStoreTests: XCTestCase {
         XCTAssertEqual(layoutRemote.identity(for: try Ref("a/b/c")), "a/b/c")
     }
 
+    func testALayoutWithASignedIdentityNamesItsRefsAsTheRegistryDid() throws {
+        let mirror = Remote(name: try RemoteName("m"), url: "file:///media/usb", signedIdentity: "127.0.0.1:5000/ns")
+        XCTAssertNoThrow(try mirror.validate())
+        XCTAssertEqual(mirror.identity(for: try Ref("app:v2")), "127.0.0.1:5000/ns/app:v2")
+        XCTAssertEqual(mirror.identity(for: try Ref("app")), "127.0.0.1:5000/ns/app:latest")
+        XCTAssertEqual(Remote(name: try RemoteName("r"), url: "https://reg.example/ns", isRegistry: true)
+            .registryIdentityPrefix, "reg.example/ns")
+        for bad in ["", "/ns", "host/", "host//ns", "a:1:2/ns", "host/n s", "host/ns\n", "hö/ns",
+                    String(repeating: "a", count: 256)] {
+            XCTAssertThrowsError(try Remote.validateIdentityPrefix(bad), bad)
+        }
+        // A registry's identity comes from its URL: a second source of it would be ambiguous.
+        let both = Remote(name: try RemoteName("r"), url: "https://reg.example/ns", isRegistry: true,
+                          signedIdentity: "other.example/ns")
+        XCTAssertThrowsError(try both.validate()) {
+            XCTAssertEqual(($0 as? FerryError)?.message, "a registry remote's signed identity comes from its URL")
+        }
+    }
+
     func testCorruptStateIsAnErrorNotAReset() throws {
         let dir = try TemporaryDirectory()
         try dir.write("state.json", "{garbage")

@@ -49,13 +49,16 @@ final class Helper1Tests: XCTestCase {
         let key = (Data("Ed".utf8) + Data(repeating: 7, count: 8) + Data(repeating: 9, count: 32)).base64EncodedString()
         let remote = Remote(name: name, url: "https://example.org/apps", isRegistry: false,
                             mirrors: ["https://mirror.example.org/apps"], signatureLookaside: nil,
-                            ed25519Keys: [key], gpgKeys: [], tufRoot: Data("{}".utf8))
+                            ed25519Keys: [key], gpgKeys: [], tufRoot: Data("{}".utf8),
+                            signedIdentity: "registry.example.org:5000/ns")
         let settings = Helper1.RemoteSettings(remote: remote, interactive: true)
         let decoded = try Helper1.RemoteSettings(decoding: settings.encoded, name: name)
         XCTAssertEqual(decoded.remote?.url, remote.url)
         XCTAssertEqual(decoded.remote?.mirrors, remote.mirrors)
         XCTAssertEqual(decoded.remote?.ed25519Keys, [key])
         XCTAssertEqual(decoded.remote?.tufRoot, remote.tufRoot)
+        XCTAssertEqual(decoded.remote?.signedIdentity, remote.signedIdentity)
+        XCTAssertEqual(decoded.remote, remote)
         XCTAssertTrue(decoded.interactive)
         XCTAssertFalse(decoded.resetRollbackState)
 

@@ -92,4 +92,43 @@ final class RegistryInstallTests: XCTestCase {
         XCTAssertEqual(result.status, 1)
         XCTAssertTrue(result.err.contains("signed for \"\(registry.hostPort)/ns/hello:stable\""), result.err)
     }
+
+    /// A registry remote mirrored into a directory: the GPG signatures skopeo wrote travel with the images, and a
+    /// layout remote configured with the registry's signed identity installs from the copy with the registry gone.
+    func testMirrorOfARegistryRemoteInstallsFromADirectoryWithTheRegistryDown() throws {
+        try push("v1")
+        XCTAssertEqual(try fixture.agent("remote-add", "--user", "reg", "http://\(registry.hostPort)/ns", "--registry",
+                                         "--gpg-key", fixture.scratch.file("registry.asc"),
+                                         "--signature-lookaside", lookaside.url).status, 0)
+        let usb = fixture.scratch.file("usb")
+        try FileManager.default.createDirectory(atPath: usb, withIntermediateDirectories: true)
+        try Command.check(["chown", "\(UserFixture.user):\(UserFixture.user)", usb])
+        // A registry cannot list its images: the refs are named.
+        let unnamed = try fixture.agent("mirror", "reg", usb)
+        XCTAssertEqual(unnamed.status, 1)
+        XCTAssertEqual(unnamed.err, "ferry: a registry cannot list its images: name the refs to mirror\n")
+        let mirror = try fixture.agent("mirror", "reg", usb, "hello:stable")
+        XCTAssertEqual(mirror.status, 0, mirror.err)
+        XCTAssertTrue(mirror.out.contains("hello:stable sha256:"), mirror.out)
+        XCTAssertTrue(mirror.out.contains("add it with --signed-identity \(registry.hostPort)/ns"), mirror.out)
+        XCTAssertEqual(try Command.run(["skopeo", "inspect", "--raw", "oci:\(usb):hello:stable"]).status, 0)
+
+        let lan = try StaticServer(root: usb, scratch: fixture.scratch)
+        defer { lan.stop() }
+        registry.stop()
+        lookaside.stop()
+        // Without the signed identity the signatures name another image, and nothing installs.
+        XCTAssertEqual(try fixture.agent("remote-add", "--user", "plain", lan.url, "--gpg-key",
+                                         fixture.scratch.file("registry.asc")).status, 0)
+        let refused = try fixture.agent("install", "--user", "plain", "hello:stable")
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.err.contains("signed for \"\(registry.hostPort)/ns/hello:stable\""), refused.err)
+        XCTAssertEqual(try fixture.agent("remote-add", "--user", "lan", lan.url, "--gpg-key",
+                                         fixture.scratch.file("registry.asc"),
+                                         "--signed-identity", "\(registry.hostPort)/ns").status, 0)
+        let install = try fixture.agent("install", "--user", "lan", "hello:stable")
+        XCTAssertEqual(install.status, 0, install.err)
+        XCTAssertEqual(try fixture.agent("run", "hello:stable").out, "hello v1 \n")
+        XCTAssertTrue(try fixture.agent("history", "--user").out.contains("install hello:stable from lan"))
+    }
 }
