@@ -6,18 +6,7 @@ import XCTest
 /// `ferry mirror` and system installs from what it makes: a second web server with the origin down, a directory
 /// with the network cut (`unshare -n`), a mirror of a mirror, and tampered copies that must install nothing.
 final class MirrorSystemTests: SystemTestCase {
-    /// A directory the agent (as `ferryt-alice`) may write: the "USB stick".
-    func stick(_ name: String) throws -> String {
-        let path = fixture.scratch.file(name)
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        try Command.check(["chown", "ferryt-alice:ferryt-alice", path])
-        return path
-    }
-
-    /// `ferry ARGS` as `ferryt-alice` with no network at all.
-    func offline(_ arguments: String...) throws -> CommandResult {
-        try fixture.testbed.agent("ferryt-alice", arguments, wrapper: ["unshare", "-n"])
-    }
+    func stick(_ name: String) throws -> String { try fixture.writableDirectory(name) }
 
     /// The digests of the layers of the image `ref` names in the layout at `path`.
     func layers(in path: String) throws -> [String] {
@@ -88,9 +77,9 @@ final class MirrorSystemTests: SystemTestCase {
         XCTAssertTrue(add.out.contains("file://\(usb)"), add.out)
 
         // The network really is gone: the web remote cannot be reached.
-        let cut = try offline("remote-ls", "demo")
+        let cut = try fixture.offlineAgent("ferryt-alice", "remote-ls", "demo")
         XCTAssertEqual(cut.status, 1, cut.out)
-        let install = try offline("install", "--system", "usb", ref, "--no-interaction")
+        let install = try fixture.offlineAgent("ferryt-alice", "install", "--system", "usb", ref, "--no-interaction")
         XCTAssertEqual(install.status, 0, install.err)
         XCTAssertTrue(install.out.contains("installed"), install.out)
         XCTAssertEqual(try fixture.agent("ferryt-carol", "run", ref).out, "hello v1 \n")
@@ -99,7 +88,7 @@ final class MirrorSystemTests: SystemTestCase {
         XCTAssertEqual(try fixture.agent("ferryt-alice", "mirror", "demo", first).status, 0)
         XCTAssertEqual(try fixture.agent("ferryt-alice", "mirror", first, usb, "--ed25519-key",
                                          fixture.publisher.publicKey).status, 0)
-        let update = try offline("update", "--system", "--no-interaction")
+        let update = try fixture.offlineAgent("ferryt-alice", "update", "--system", "--no-interaction")
         XCTAssertEqual(update.status, 0, update.err)
         XCTAssertTrue(update.out.contains("updated"), update.out)
         XCTAssertEqual(try fixture.agent("ferryt-carol", "run", ref).out, "hello v2 \n")
@@ -123,7 +112,7 @@ final class MirrorSystemTests: SystemTestCase {
         var bad = original
         bad[bad.count / 2] ^= 0x01
         try bad.write(to: URL(fileURLWithPath: layer))
-        let blob = try offline("install", "--system", "usb", ref, "--no-interaction")
+        let blob = try fixture.offlineAgent("ferryt-alice", "install", "--system", "usb", ref, "--no-interaction")
         XCTAssertEqual(blob.status, 1)
         let short = "sha256:" + layer.suffix(64).prefix(12)
         XCTAssertEqual(blob.err.split(separator: "\n").last.map(String.init),
@@ -140,7 +129,7 @@ final class MirrorSystemTests: SystemTestCase {
         lines[1] = String(lines[1].prefix(20)) + (lines[1].dropFirst(20).first == "A" ? "B" : "A")
             + lines[1].dropFirst(21)
         try lines.joined(separator: "\n").write(toFile: sigPath, atomically: true, encoding: .utf8)
-        let signature = try offline("install", "--system", "usb", ref, "--no-interaction")
+        let signature = try fixture.offlineAgent("ferryt-alice", "install", "--system", "usb", ref, "--no-interaction")
         XCTAssertEqual(signature.status, 1)
         let forged = "\(ref): claim-1.json.minisig: minisign signature by key "
         XCTAssertTrue(signature.err.hasPrefix("ferry: usb " + forged), signature.err)

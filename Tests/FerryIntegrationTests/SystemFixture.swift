@@ -56,6 +56,19 @@ final class SystemFixture {
         try testbed.dbusClient(user, arguments)
     }
 
+    /// A new directory in the scratch area that `user` may write (a "USB stick" for `ferry mirror`).
+    func writableDirectory(_ name: String, owner user: String = "ferryt-alice") throws -> String {
+        let path = scratch.file(name)
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        try Command.check(["chown", "\(user):\(user)", path])
+        return path
+    }
+
+    /// `ferry ARGS` as `user` with no network at all (`unshare -n`; the bus socket stays reachable).
+    func offlineAgent(_ user: String, _ arguments: String...) throws -> CommandResult {
+        try testbed.agent(user, arguments, wrapper: ["unshare", "-n"])
+    }
+
     /// The publisher's layout staged for the helper as `ferryt-alice` would hand it over.
     func stagePublishedLayout() throws -> String {
         try testbed.stageCopy(of: publisher.layout, owner: "ferryt-alice")

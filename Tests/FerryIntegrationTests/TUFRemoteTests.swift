@@ -153,6 +153,54 @@ final class TUFRemoteTests: SystemTestCase {
         XCTAssertEqual(root, try Data(contentsOf: URL(fileURLWithPath: tuf.metadata + "/2.root.json")))
     }
 
+    /// A mirror carries the TUF metadata that lists what it copies: installs from it with the network cut run the
+    /// same TUF checks. Tampered metadata on the stick installs nothing, and an expired view is not copied at all.
+    func testMirrorCarriesTUFMetadataForOfflineInstalls() throws {
+        let usb = try fixture.writableDirectory("usb")
+        let mirror = try fixture.agent("ferryt-alice", "mirror", "demo", usb)
+        XCTAssertEqual(mirror.status, 0, mirror.err)
+        // What a client starting from the configured root needs (no 1.root.json: it is the configured root).
+        let copied = try FileManager.default.contentsOfDirectory(atPath: usb + "/tuf").sorted()
+        XCTAssertTrue(copied.contains("timestamp.json") && copied.contains { $0.hasSuffix("targets.json") }, "\(copied)")
+        for name in copied {
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: "\(usb)/tuf/\(name)")),
+                           try Data(contentsOf: URL(fileURLWithPath: "\(tuf.metadata)/\(name)")), name)
+        }
+        let key = try Data(contentsOf: URL(fileURLWithPath: fixture.publisher.publicKey))
+        let root = try Data(contentsOf: URL(fileURLWithPath: tuf.trustedRoot))
+        try fixture.testbed.writeSystemRemote(name: "usb", toml: "url = \"file://\(usb)\"\n",
+                                              keys: ["ed25519-1.pub": key, "tuf-root.json": root])
+
+        // The timestamp on the stick, re-signed by nobody: one byte of its version changed.
+        let timestamp = usb + "/tuf/timestamp.json"
+        let good = try Data(contentsOf: URL(fileURLWithPath: timestamp))
+        try Data(String(decoding: good, as: UTF8.self).replacingOccurrences(of: "\"version\": 1",
+                                                                            with: "\"version\": 7").utf8)
+            .write(to: URL(fileURLWithPath: timestamp))
+        XCTAssertNotEqual(try Data(contentsOf: URL(fileURLWithPath: timestamp)), good)
+        let before = fixture.snapshot()
+        let forged = try fixture.offlineAgent("ferryt-alice", "install", "--system", "usb", ref, "--no-interaction")
+        XCTAssertEqual(forged.status, 1)
+        XCTAssertEqual(forged.err, "ferry: usb \(ref): TUF timestamp metadata version 7: 0 of the 1 signatures "
+            + "required by root version 1 verify\n")
+        XCTAssertUnchanged(before, fixture.snapshot())
+        try good.write(to: URL(fileURLWithPath: timestamp))
+
+        let install = try fixture.offlineAgent("ferryt-alice", "install", "--system", "usb", ref, "--no-interaction")
+        XCTAssertEqual(install.status, 0, install.err)
+        XCTAssertEqual(try fixture.agent("ferryt-carol", "run", ref).out, "hello v1 \n")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: fixture.stateRoot + "/tuf/usb/timestamp.json")), good)
+
+        // A frozen source: the mirror refuses to copy the expired view and the stick keeps what it had.
+        try fixture.publishV2()
+        try tuf.publish(["--timestamp-expired"])
+        let stale = try fixture.agent("ferryt-alice", "mirror", "demo", usb)
+        XCTAssertEqual(stale.status, 1)
+        XCTAssertTrue(stale.err.contains("not mirrored: \(ref): TUF timestamp metadata version 2 expired at "
+            + "2001-01-01T00:00:00Z"), stale.err)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: timestamp)), good)
+    }
+
     func testExpiredTimestampIsRefusedAsAFreeze() throws {
         XCTAssertEqual(try install().status, 0)
         try fixture.publishV2()
