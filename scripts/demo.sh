@@ -2,7 +2,8 @@
 # Ferry's demo: the whole story on one machine, cleaned up afterwards.
 # A publisher signs an app and serves it from a plain web server; an administrator blesses the remote once;
 # an unprivileged desktop user installs and updates it system-wide without a password; a replayed old release
-# is refused; the app runs. Needs root (it starts a private system bus, polkitd and the helper).
+# is refused; the app runs; the user copies the remote to a "USB stick" and installs from it with the network
+# cut. Needs root (it starts a private system bus, polkitd and the helper).
 set -euo pipefail
 BUILD=${1:-.build/debug}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -95,6 +96,7 @@ echo "deployment: $(stat -c '%U %A' "$T/root/var/lib/ferry/installed/${REF//\//\
 
 step "The publisher releases v2; the user updates"
 make_app v2 "$(date +%s)"
+cp "$T/pub/layout/index.json" "$T/pub/index-v2.json"
 as_user update --system --no-interaction
 as_user run "$REF"
 
@@ -102,6 +104,21 @@ step "A compromised mirror serves the signed v1 again: refused, v2 stays"
 cp "$T/pub/index-v1.json" "$T/pub/layout/index.json"
 if as_user update --system --no-interaction; then echo "demo: replayed v1 was accepted!" >&2; exit 1; fi
 as_user run "$REF"
+
+step "The publisher's server is back to v2; the user copies the remote to a USB stick (verified as it copies)"
+cp "$T/pub/index-v2.json" "$T/pub/layout/index.json"
+install -d -o "$DEMO_USER" "$T/usb"
+as_user mirror demo "$T/usb"
+find "$T/usb" -type f | sed "s|^$T/||" | sort
+
+step "Another machine, no network at all (unshare -n): the administrator blesses the stick, the user installs"
+admin() { FERRY_SYSTEM_ROOT="$T/root" DBUS_SYSTEM_BUS_ADDRESS="$BUS" "$FERRY" "$@"; }
+admin remote-add --system usb "$T/usb" --ed25519-key "$T/pub/minisign.pub" --no-interaction
+admin uninstall --system "$REF" --no-interaction
+unshare -n bash -c "$(declare -f as_user); DEMO_USER=$DEMO_USER T=$T BUS=$BUS FERRY=$FERRY \
+  as_user install --system usb $REF --no-interaction"
+as_user run "$REF"
+as_user history --system
 
 step "Done: the launcher and desktop entry the install exported"
 cat "$T/root/var/lib/ferry/exports/bin/org.example.Hello"
