@@ -135,7 +135,7 @@ struct Mirror {
                 copied.blobsAdded += 1
                 copied.bytesAdded += blob.size
             }
-            try replaceSignatures(signatures, ref: ref, digest: descriptor.digest, writer: writer)
+            try writer.writeSignatures(signatures, ref: ref, digest: descriptor.digest)
             return (copied, descriptor, files)
         } catch let error as FerryError {
             throw error.prefixed("\(ref)")
@@ -179,19 +179,5 @@ struct Mirror {
             }
         }
         throw FerryError.failed("blob \(blob.digest.short): \(errors.last ?? "no URL to fetch from")")
-    }
-
-    /// Writes the signature set, removing files a previous run left beyond it (a client reads `signature-N` and
-    /// `claim-N.json` until the first gap, so a stale extra file would be read as part of the set).
-    private func replaceSignatures(_ set: SignatureSet, ref: Ref, digest: Digest, writer: LayoutWriter) throws {
-        let dir = try writer.signatureDirectory(ref: ref, digest: digest)
-        let keep = Set((0..<set.gpg.count).map { SignatureSet.gpgFileName($0 + 1) }
-            + (0..<set.ed25519.count).flatMap {
-                [SignatureSet.claimFileName($0 + 1), SignatureSet.minisigFileName($0 + 1)]
-            })
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where !keep.contains(name) {
-            try? FileManager.default.removeItem(atPath: dir + "/" + name)
-        }
-        try writer.writeSignatures(set, ref: ref, digest: digest)
     }
 }

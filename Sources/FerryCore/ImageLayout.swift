@@ -36,6 +36,25 @@ public struct SignatureSet: Sendable, Equatable {
     public static func gpgFileName(_ n: Int) -> String { "signature-\(n)" }
     public static func claimFileName(_ n: Int) -> String { "claim-\(n).json" }
     public static func minisigFileName(_ n: Int) -> String { "claim-\(n).json.minisig" }
+
+    /// Writes `set` into `directory` (which exists), numbering files from 1, and removes any signature file beyond
+    /// it: readers take `signature-N` and `claim-N.json` until the first gap, so a stale extra file left by an
+    /// earlier, larger set would be read as part of this one.
+    public static func replace(in directory: String, with set: SignatureSet) throws {
+        let keep = Set((0..<set.gpg.count).map { gpgFileName($0 + 1) }
+            + (0..<set.ed25519.count).flatMap { [claimFileName($0 + 1), minisigFileName($0 + 1)] })
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        where !keep.contains(name) && (name.hasPrefix("signature-") || name.hasPrefix("claim-")) {
+            guard unlink(directory + "/" + name) == 0 || errno == ENOENT else { throw ioError("remove \(name)") }
+        }
+        for (i, sig) in set.gpg.enumerated() {
+            try AtomicFile.write(sig, to: directory + "/" + gpgFileName(i + 1))
+        }
+        for (i, pair) in set.ed25519.enumerated() {
+            try AtomicFile.write(pair.claim, to: directory + "/" + claimFileName(i + 1))
+            try AtomicFile.write(pair.minisig, to: directory + "/" + minisigFileName(i + 1))
+        }
+    }
 }
 
 /// An OCI image layout (`oci-layout`, `index.json`, `blobs/`) read through a directory descriptor.

@@ -77,13 +77,6 @@ public struct LayoutWriter: Sendable {
 
     /// Writes a signature set into the layout, numbering files from 1; replaces any set already there.
     public func writeSignatures(_ set: SignatureSet, ref: Ref, digest: Digest) throws {
-        let dir = try signatureDirectory(ref: ref, digest: digest)
-        for (i, sig) in set.gpg.enumerated() {
-            try AtomicFile.write(sig, to: dir + "/" + SignatureSet.gpgFileName(i + 1))
-        }
-        for (i, pair) in set.ed25519.enumerated() {
-            try AtomicFile.write(pair.claim, to: dir + "/" + SignatureSet.claimFileName(i + 1))
-            try AtomicFile.write(pair.minisig, to: dir + "/" + SignatureSet.minisigFileName(i + 1))
-        }
+        try SignatureSet.replace(in: try signatureDirectory(ref: ref, digest: digest), with: set)
     }
 }

@@ -182,6 +182,65 @@ public final class HTTPTransport: Sendable {
         guard fsync(fd) == 0 else { throw ioError("fsync \(path)") }
     }
 
+    /// What a non-GET request sends: nothing, bytes, or a file streamed from disk (never read whole).
+    public enum RequestBody: Sendable {
+        case none
+        case bytes(Data)
+        case file(path: String, size: Int64)
+    }
+
+    /// Sends `method` to `url` with `body`, and reads at most 64 KiB of the answer (a registry's replies to uploads
+    /// are small). Any status is returned; transport failures throw one-line errors.
+    public func request(_ method: HTTPMethod, _ url: String, headers: [(String, String)] = [],
+                        body: RequestBody = .none) async throws -> Response {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        var fd: Int32 = -1
+        defer { if fd >= 0 { close(fd) } }
+        switch body {
+        case .none:
+            break
+        case .bytes(let data):
+            request.body = .bytes(ByteBuffer(bytes: data))
+        case .file(let path, let size):
+            fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else { throw ioError("open \(path)") }
+            let file = fd
+            let chunks = AsyncThrowingStream<ByteBuffer, Error>(unfolding: {
+                var buffer = ByteBuffer()
+                buffer.reserveCapacity(1 << 20)
+                let n = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 1 << 20) { raw in
+                    var n: Int
+                    repeat { n = read(file, raw.baseAddress, raw.count) } while n < 0 && errno == EINTR
+                    guard n >= 0 else { throw ioError("read \(path)") }
+                    return n
+                }
+                return n == 0 ? nil : buffer
+            })
+            request.body = .stream(chunks, length: .known(size))
+        }
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: deadline)
+        } catch let error as FerryError {
+            throw error
+        } catch {
+            noteFailure(url, error)
+            throw FerryError.failed("\(url): \(describe(error))")
+        }
+        var answer = Data()
+        do {
+            for try await buffer in response.body where answer.count < 64 * 1024 {
+                answer.append(contentsOf: buffer.readableBytesView)
+            }
+        } catch {
+            throw FerryError.failed("\(url): \(describe(error))")
+        }
+        return Response(status: response.status.code, headers: response.headers.map { ($0.name, $0.value) },
+                        body: answer)
+    }
+
     /// Sends a GET and returns the response head; transport failures become one-line errors (and mark an
     /// unreachable origin).
     private func send(_ url: String, headers: [(String, String)]) async throws -> HTTPClientResponse {

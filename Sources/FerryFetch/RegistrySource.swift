@@ -64,7 +64,7 @@ public struct RegistrySource: ImageSource {
         return response
     }
 
-    private func fetchToken(challenge: String, base: Base, scope: String) async throws -> String {
+    func fetchToken(challenge: String, base: Base, scope: String) async throws -> String {
         let params = RegistryAuth.parseChallenge(challenge)
         guard params.scheme == "bearer", let realm = params.values["realm"] else {
             throw FerryError.failed("\(base.origin): unsupported auth challenge \(challenge.prefix(100))")

@@ -131,4 +131,71 @@ final class RegistryInstallTests: XCTestCase {
         XCTAssertEqual(try fixture.agent("run", "hello:stable").out, "hello v1 \n")
         XCTAssertTrue(try fixture.agent("history", "--user").out.contains("install hello:stable from lan"))
     }
+
+    /// `ferry mirror --to-registry`: the verified images go to a second registry, their signatures to a lookaside
+    /// directory that skopeo (an independent implementation) reads and verifies, and the agent installs through the
+    /// second registry, configured as a mirror of the first, with the first one down.
+    func testMirrorToARegistryWritesALookasideSkopeoVerifies() throws {
+        try push("v1")
+        XCTAssertEqual(try fixture.agent("remote-add", "--user", "reg", "http://\(registry.hostPort)/ns", "--registry",
+                                         "--gpg-key", fixture.scratch.file("registry.asc"),
+                                         "--signature-lookaside", lookaside.url).status, 0)
+        let second = try Registry(scratch: fixture.scratch)
+        defer { second.stop() }
+        let sigstore = fixture.scratch.file("sigstore2")
+        try FileManager.default.createDirectory(atPath: sigstore, withIntermediateDirectories: true)
+        try Command.check(["chown", "\(UserFixture.user):\(UserFixture.user)", sigstore])
+        let arguments = ["mirror", "reg", "http://\(second.hostPort)/ns", "hello:stable", "--to-registry",
+                         "--dest-lookaside", sigstore]
+        let pushed = try fixture.agent(arguments)
+        XCTAssertEqual(pushed.status, 0, pushed.err)
+        XCTAssertTrue(pushed.out.contains("pushed to \(second.hostPort)/ns/hello:stable, 2 blobs sent"), pushed.out)
+        XCTAssertTrue(pushed.out.contains("its signatures name \(registry.hostPort)/ns/hello:stable"), pushed.out)
+        let again = try fixture.agent(arguments)
+        XCTAssertEqual(again.status, 0, again.err)
+        XCTAssertTrue(again.out.contains("0 blobs sent"), again.out)
+        XCTAssertTrue(again.out.contains("2 already there"), again.out)
+
+        // skopeo reads the lookaside and checks the signature, remapping the pushed name to the signed one.
+        try fixture.scratch.write("registries.d/second.yaml", """
+            docker:
+              \(second.hostPort):
+                lookaside: file://\(sigstore)
+            """)
+        func policy(_ identity: String) throws -> String {
+            let path = fixture.scratch.file("policy-\(UInt32.random(in: 0...UInt32.max)).json")
+            try Data("""
+                {"default": [{"type": "reject"}], "transports": {"docker": {"\(second.hostPort)/ns": [{"type":
+                "signedBy", "keyType": "GPGKeys", "keyPath": "\(fixture.scratch.file("registry.asc"))",
+                "signedIdentity": \(identity)}]}}}
+                """.utf8).write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        func skopeoCopy(_ policyPath: String) throws -> CommandResult {
+            try Command.run(["skopeo", "--policy", policyPath, "--registries.d", fixture.scratch.file("registries.d"),
+                             "copy", "--remove-signatures", "--src-tls-verify=false",
+                             "docker://\(second.hostPort)/ns/hello:stable",
+                             "oci:\(fixture.scratch.file("skopeo-\(UInt32.random(in: 0...UInt32.max))")):hello"],
+                            environment: ["GNUPGHOME": gnupg.path])
+        }
+        let remapped = try skopeoCopy(try policy(#"{"type": "remapIdentity", "prefix": "\#(second.hostPort)/ns", "#
+            + #""signedPrefix": "\#(registry.hostPort)/ns"}"#))
+        XCTAssertEqual(remapped.status, 0, remapped.err)
+        // Without the remap the signature names another image, and skopeo refuses it: the check is real.
+        let exact = try skopeoCopy(try policy(#"{"type": "matchRepoDigestOrExact"}"#))
+        XCTAssertNotEqual(exact.status, 0)
+        XCTAssertTrue(exact.err.contains("not accepted"), exact.err)
+
+        // The agent installs through the second registry, a mirror of the first, with the first one down.
+        let served = try StaticServer(root: sigstore, scratch: fixture.scratch)
+        defer { served.stop() }
+        registry.stop()
+        XCTAssertEqual(try fixture.agent("remote-add", "--user", "reg", "http://\(registry.hostPort)/ns", "--registry",
+                                         "--mirror", "http://\(second.hostPort)/ns",
+                                         "--gpg-key", fixture.scratch.file("registry.asc"),
+                                         "--signature-lookaside", served.url).status, 0)
+        let install = try fixture.agent("install", "--user", "reg", "hello:stable")
+        XCTAssertEqual(install.status, 0, install.err)
+        XCTAssertEqual(try fixture.agent("run", "hello:stable").out, "hello v1 \n")
+    }
 }
