@@ -23,8 +23,11 @@ struct Agent {
 
     /// Installs or updates `ref` from `remote` in `scope`. `installedDigest` short-cuts an update when the remote
     /// still serves what is installed: no download at all, but every freshness check an install runs.
+    /// `allowStale` accepts expired TUF metadata, here and on the installing side (system: `dev.ferry.downgrade`).
     func deploy(remote: Remote, ref: Ref, scope: Scope, allowDowngrade: Bool, interactive: Bool,
-                switchRemote: Bool = false, installedDigest: Digest? = nil) async throws -> Result {
+                switchRemote: Bool = false, allowStale: Bool = false, installedDigest: Digest? = nil) async throws
+        -> Result
+    {
         let fetcher = context.fetcher(progress: progress)
         fetcher.sweep()
         let resolved = try await fetcher.resolve(remote: remote, ref: ref)
@@ -32,9 +35,10 @@ struct Agent {
         var tufFiles: [String: Data] = [:]
         var tufTarget: TUFTargetInfo?
         if remote.tufRoot != nil {
-            let freshness = FreshnessRefresh(remote: remote, directory: "\(context.cacheDirectory)/tuf/\(remote.name)",
+            var freshness = FreshnessRefresh(remote: remote, directory: "\(context.cacheDirectory)/tuf/\(remote.name)",
                                              fetcher: HTTPTUFFetcher(),
                                              order: { HTTPTransport.shared.preferReachable($0) })
+            freshness.acceptExpired = allowStale
             let found = try await freshness.refresh(ref: ref, descriptor: resolved.0)
             for (name, data) in found.files { tufFiles["\(Freshness.stagedDirectory)/\(name)"] = data }
             tufTarget = found.target
@@ -42,7 +46,7 @@ struct Agent {
         if let installedDigest, resolved.0.digest == installedDigest {
             if tufTarget != nil {
                 try await checkInstallingSideFreshness(remote: remote, ref: ref, descriptor: resolved.0,
-                                                       files: tufFiles, scope: scope)
+                                                       files: tufFiles, scope: scope, allowStale: allowStale)
             }
             return .upToDate(installedDigest)
         }
@@ -64,11 +68,13 @@ struct Agent {
             let layout = try ImageLayout(path: staged.path)
             var request = DeployRequest(remote: remote, ref: ref, allowDowngrade: allowDowngrade,
                                         switchRemote: switchRemote)
+            request.allowStale = allowStale
             if remote.tufRoot != nil {
                 // The engine's own check against the user's installed-side trusted metadata, run here (async)
                 // and compared inside the engine's plan like the helper's.
-                let target = try await FreshnessCheck(remote: remote, ref: ref, layout: layout,
-                                                      paths: installer.paths).targetInfo()
+                var check = FreshnessCheck(remote: remote, ref: ref, layout: layout, paths: installer.paths)
+                check.acceptExpired = allowStale
+                let target = try await check.targetInfo()
                 request.checkManifest = { try Freshness.check($0, against: target, remote: remote.name, ref: ref) }
             }
             let outcome = try installer.deploy(source: layout, request: request)
@@ -80,7 +86,7 @@ struct Agent {
             // The helper reads the staging directory as root through the descriptor; it must be able to
             // reach nothing else, but the directory itself needs no special mode.
             let options = Helper1.DeployOptions(allowDowngrade: allowDowngrade, switchRemote: switchRemote,
-                                                interactive: interactive)
+                                                allowStale: allowStale, interactive: interactive)
             let digest = try client.deploy(staging: staged.path, remote: remote.name, ref: ref, options: options,
                                            progress: progress)
             guard let before else { return .changed(.install, digest) }
@@ -100,7 +106,7 @@ extension Agent {
     /// advances as an install would advance it. System: a scratch copy of root's trusted copy (world-readable,
     /// writable by root only), so the agent refuses what the helper would refuse without writing root's state.
     func checkInstallingSideFreshness(remote: Remote, ref: Ref, descriptor: Descriptor, files: [String: Data],
-                                      scope: Scope) async throws {
+                                      scope: Scope, allowStale: Bool) async throws {
         let scratch = "\(context.cacheDirectory)/tuf-check-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let staged = "\(scratch)/layout/\(Freshness.stagedDirectory)"
@@ -123,7 +129,9 @@ extension Agent {
             }
         }
         let layout = try ImageLayout(path: "\(scratch)/layout")
-        try await FreshnessCheck(remote: remote, ref: ref, layout: layout, paths: paths).verify(descriptor)
+        var check = FreshnessCheck(remote: remote, ref: ref, layout: layout, paths: paths)
+        check.acceptExpired = allowStale
+        try await check.verify(descriptor)
     }
 }
 
@@ -153,6 +161,10 @@ struct InstallCommand: AsyncParsableCommand {
             + "dev.ferry.downgrade, and an older release than the installed one also needs --allow-downgrade."))
     var switchRemote = false
     @Flag(help: "With --switch-remote: accept a release older than the installed one.") var allowDowngrade = false
+    @Flag(help: ArgumentHelp(
+        "Accept expired TUF metadata: install from an older view on purpose (a USB stick, a frozen mirror).",
+        discussion: "Signatures, timestamps and TUF versions are checked as always. System-wide this needs "
+            + "dev.ferry.downgrade (an administrator), never passwordless.")) var allowStale = false
 
     func run() async throws {
         let ref = try Ref(ref)
@@ -170,7 +182,7 @@ struct InstallCommand: AsyncParsableCommand {
         do {
             let result = try await Agent().deploy(remote: remote, ref: ref, scope: target,
                                                   allowDowngrade: allowDowngrade, interactive: !noInteraction,
-                                                  switchRemote: switchRemote)
+                                                  switchRemote: switchRemote, allowStale: allowStale)
             report(result, ref: ref, remote: remote.name, scope: target)
         } catch let error as FerryError {
             throw error.prefixed("\(remote.name) \(ref)")
@@ -191,6 +203,10 @@ struct UpdateCommand: AsyncParsableCommand {
     @Argument(help: "Refs to update (default: all installed).") var refs: [String] = []
     @Flag(help: "Never prompt, not even for polkit authentication.") var noInteraction = false
     @Flag(help: "Accept an older signed release (system: needs dev.ferry.downgrade).") var allowDowngrade = false
+    @Flag(help: ArgumentHelp(
+        "Accept expired TUF metadata: install from an older view on purpose (a USB stick, a frozen mirror).",
+        discussion: "Signatures, timestamps and TUF versions are checked as always. System-wide this needs "
+            + "dev.ferry.downgrade (an administrator), never passwordless.")) var allowStale = false
 
     func run() async throws {
         let wanted = try Set(refs.map { try Ref($0) })
@@ -227,7 +243,8 @@ struct UpdateCommand: AsyncParsableCommand {
                     let remote = try context.remote(remoteName.string, for: scope)
                     let result = try await Agent(quiet: noInteraction).deploy(
                         remote: remote, ref: ref, scope: scope, allowDowngrade: allowDowngrade,
-                        interactive: !noInteraction, installedDigest: allowDowngrade ? nil : digest)
+                        interactive: !noInteraction, allowStale: allowStale,
+                        installedDigest: allowDowngrade ? nil : digest)
                     if case .changed = result { updated += 1 }
                     report(result, ref: ref, remote: remoteName, scope: scope)
                 } catch let error as FerryError {

@@ -36,7 +36,7 @@ public enum Helper1 {
         /// The keys its `a{sv}` may hold, each with its one allowed type.
         public var options: [String: String] {
             switch self {
-            case .deploy: ["allow-downgrade": "b", "interactive": "b", "switch-remote": "b"]
+            case .deploy: ["allow-downgrade": "b", "allow-stale": "b", "interactive": "b", "switch-remote": "b"]
             case .uninstall, .rollback: ["interactive": "b"]
             case .configureRemote:
                 [
@@ -77,18 +77,23 @@ public enum Helper1 {
         public var allowDowngrade = false
         /// Move the app ID from the remote it was installed from to this one (polkit `dev.ferry.downgrade`).
         public var switchRemote = false
+        /// Accept expired TUF metadata, an older view taken on purpose (polkit `dev.ferry.downgrade`).
+        public var allowStale = false
         /// Let polkit show an authentication dialog.
         public var interactive = false
 
-        public init(allowDowngrade: Bool = false, switchRemote: Bool = false, interactive: Bool = false) {
+        public init(allowDowngrade: Bool = false, switchRemote: Bool = false, allowStale: Bool = false,
+                    interactive: Bool = false) {
             self.allowDowngrade = allowDowngrade
             self.switchRemote = switchRemote
+            self.allowStale = allowStale
             self.interactive = interactive
         }
 
         public var encoded: BusValue {
             var options: [String: BusValue] = ["allow-downgrade": .bool(allowDowngrade), "interactive": .bool(interactive)]
             if switchRemote { options["switch-remote"] = .bool(true) }
+            if allowStale { options["allow-stale"] = .bool(true) }
             return .vardict(options)
         }
 
@@ -96,6 +101,7 @@ public enum Helper1 {
             let options = try Method.deploy.decodeOptions(value)
             allowDowngrade = options["allow-downgrade"]?.boolValue ?? false
             switchRemote = options["switch-remote"]?.boolValue ?? false
+            allowStale = options["allow-stale"]?.boolValue ?? false
             interactive = options["interactive"]?.boolValue ?? false
         }
     }

@@ -158,10 +158,12 @@ public final class HelperService: Sendable {
             var request = DeployRequest(remote: remote, ref: ref, allowDowngrade: options.allowDowngrade,
                                         switchRemote: options.switchRemote)
             request.uid = uid
+            request.allowStale = options.allowStale
             if remote.tufRoot != nil {
                 // Offline, against root's own trusted metadata in tuf/REMOTE; the staged tuf/ is the only network.
-                request.checkManifest = FreshnessCheck(remote: remote, ref: ref, layout: source, paths: paths)
-                    .blockingCheck()
+                var check = FreshnessCheck(remote: remote, ref: ref, layout: source, paths: paths)
+                check.acceptExpired = options.allowStale
+                request.checkManifest = check.blockingCheck()
             }
             let progress = ProgressSignal(connection: connection, ref: ref, destination: sender)
             let meta: Logger.Metadata = ["remote": "\(remoteName)", "ref": "\(ref)", "uid": "\(uid)"]
@@ -185,10 +187,12 @@ public final class HelperService: Sendable {
 
     /// Asks polkit for the action that matches what the engine decided; nothing to do needs no authorization.
     private func authorize(_ plan: DeployPlan, sender: String, interactive: Bool) throws {
-        guard let action = PolkitPolicy.deployAction(decision: plan.decision, switchingRemote: plan.switchesFrom != nil)
+        guard let action = PolkitPolicy.deployAction(decision: plan.decision, switchingRemote: plan.switchesFrom != nil,
+                                                     acceptingStale: plan.allowsStale)
         else { return }
         var details = ["remote": plan.remote.string, "ref": plan.ref.string, "digest": plan.digest.description]
         if let from = plan.switchesFrom { details["previous-remote"] = from.string }
+        if plan.allowsStale { details["allow-stale"] = "true" }
         try checkPolkit(action, sender: sender, details: details, interactive: interactive)
     }
 

@@ -12,11 +12,13 @@ public enum PolkitPolicy {
     ///
     /// Moving an app ID to another remote is asked as `dev.ferry.downgrade` whatever its timestamps say: the new
     /// remote's publisher was never trusted for this app, so it is never passwordless (the timer's rule grants
-    /// only `dev.ferry.update`).
-    public static func deployAction(decision: TimestampPolicy.Decision, switchingRemote: Bool) -> String? {
+    /// only `dev.ferry.update`). So is a deploy that accepted an expired view (`--allow-stale`): freshness is what
+    /// stops a mirror from freezing a machine on an old release.
+    public static func deployAction(decision: TimestampPolicy.Decision, switchingRemote: Bool,
+                                    acceptingStale: Bool = false) -> String? {
         switch decision {
         case .nothingToDo: nil
-        case _ where switchingRemote: downgrade
+        case _ where switchingRemote || acceptingStale: downgrade
         case .install: install
         case .update: update
         case .downgrade: downgrade

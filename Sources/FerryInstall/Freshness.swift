@@ -111,7 +111,9 @@ public enum Freshness {
     /// Wrap only what `TUFUpdater` throws, once.
     static func described(_ error: Error) -> Error {
         guard let error = error as? FerryError else { return error }
-        return FerryError(error.code, "TUF \(error.message)", cause: error.cause)
+        guard error.cause == ESTALE else { return FerryError(error.code, "TUF \(error.message)", cause: error.cause) }
+        return FerryError(error.code, "TUF \(error.message); to install from this older view on purpose, use "
+            + "--allow-stale (system installs then need dev.ferry.downgrade, an administrator)", cause: error.cause)
     }
 }
 
@@ -136,6 +138,8 @@ public struct FreshnessCheck: Sendable {
     /// Serializes updates of the trusted directory, so that two deploys never write metadata out of order.
     public let lockPath: String
     public let now: Date
+    /// `--allow-stale`: accept expired metadata (see ``TUFUpdater/acceptExpired``).
+    public var acceptExpired = false
 
     public init(remote: Remote, ref: Ref, layout: ImageLayout, paths: InstallPaths, now: Date = Date()) {
         self.remote = remote
@@ -163,7 +167,7 @@ public struct FreshnessCheck: Sendable {
         let fetcher = DirectoryTUFFetcher(directory: staged, baseURL: base, policy: layout.policy)
         do {
             let updater = try TUFUpdater(metadataDirectory: trustedDirectory, metadataBaseURL: base,
-                                         fetcher: fetcher, now: now)
+                                         fetcher: fetcher, now: now, acceptExpired: acceptExpired)
             return try await updater.targetInfo(path: ref.string)
         } catch {
             throw Freshness.described(error)

@@ -27,6 +27,8 @@ public struct FreshnessRefresh: Sendable {
     public let now: Date
     /// Reorders the metadata URLs before they are tried (the agent puts origins known to be down last).
     public let order: @Sendable ([String]) -> [String]
+    /// `--allow-stale`: accept expired metadata (see ``TUFUpdater/acceptExpired``).
+    public var acceptExpired = false
 
     public init(remote: Remote, directory: String, fetcher: any TUFFetcher, now: Date = Date(),
                 order: @escaping @Sendable ([String]) -> [String] = { $0 }) {
@@ -71,7 +73,8 @@ public struct FreshnessRefresh: Sendable {
         let live = RecordingTUFFetcher(base: base, upstream: fetcher)
         let listed: TUFTargetInfo?
         do {
-            let updater = try TUFUpdater(metadataDirectory: directory, metadataBaseURL: base, fetcher: live, now: now)
+            let updater = try TUFUpdater(metadataDirectory: directory, metadataBaseURL: base, fetcher: live, now: now,
+                                         acceptExpired: acceptExpired)
             listed = try await updater.targetInfo(path: ref.string)
         } catch {
             throw Freshness.described(error)
@@ -86,7 +89,7 @@ public struct FreshnessRefresh: Sendable {
         do {
             try TUFUpdater.initialize(metadataDirectory: scratch, trustedRoot: configuredRoot)
             replayed = try await TUFUpdater(metadataDirectory: scratch, metadataBaseURL: base, fetcher: replay,
-                                            now: now).targetInfo(path: ref.string)
+                                            now: now, acceptExpired: acceptExpired).targetInfo(path: ref.string)
         } catch {
             throw Freshness.described(error)
         }

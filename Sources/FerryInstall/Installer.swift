@@ -15,6 +15,8 @@ public struct DeployRequest: Sendable {
     public var allowDowngrade: Bool
     /// `--switch-remote`: the app ID may be installed from another remote now (authorized as a downgrade).
     public var switchRemote: Bool
+    /// `--allow-stale`: the caller's freshness check accepted expired TUF metadata (authorized as a downgrade).
+    public var allowStale = false
     /// The local clock, Unix seconds (claims more than 24 h ahead of it are refused).
     public var now: Int64
     /// Who asks, for the history (the bus caller in the helper).
@@ -46,6 +48,8 @@ public struct DeployPlan: Sendable {
     public var decision: TimestampPolicy.Decision
     /// The remote the ref's app ID is installed from now, when this deploy moves it to another (`--switch-remote`).
     public var switchesFrom: RemoteName?
+    /// Whether the release was taken from a view older than freshness allows (`--allow-stale`).
+    public var allowsStale = false
     public var digest: Digest { manifestDescriptor.digest }
 
     /// Whether two plans would ask for the same authorization.
@@ -162,7 +166,8 @@ public final class Installer: Sendable {
             }
         }
         return DeployPlan(ref: ref, remote: request.remote.name, manifestDescriptor: descriptor, manifest: manifest,
-                          claim: claim, signatures: signatures, decision: decision, switchesFrom: switchesFrom)
+                          claim: claim, signatures: signatures, decision: decision, switchesFrom: switchesFrom,
+                          allowsStale: request.allowStale)
     }
 
     /// Deploys `request.ref` from `source`. `authorize` sees the plan before anything is written and may throw

@@ -33,11 +33,15 @@ public struct TUFLimits: Sendable {
 /// - `.untrusted`: a signature threshold is not met, or metadata is malformed or not delegated;
 /// - `.downgrade`: a version older than the trusted one (rollback), or older than the version listed for it;
 /// - `.digestMismatch`: length or hashes differ from those timestamp, snapshot or targets list;
-/// - `.failed`: expired metadata (the message says "expired at"), a missing file, a network error.
+/// - `.failed`: expired metadata (the message says "expired at", the cause is `ESTALE`), a missing file, a network
+///   error.
 public actor TUFUpdater {
     public let metadataDirectory: String
     public let metadataBaseURL: String
     public let now: Date
+    /// Accept expired metadata (`--allow-stale`: an older view taken on purpose). Signatures, thresholds, versions
+    /// and hashes are checked as always, and rollback stays refused; only the expiry checks are skipped.
+    public let acceptExpired: Bool
     public let limits: TUFLimits
     private let fetcher: any TUFFetcher
 
@@ -54,11 +58,12 @@ public actor TUFUpdater {
     ///   - metadataBaseURL: the repository's metadata URL; a `/` is added when missing.
     ///   - now: the time every expiry is compared with (fixed for the whole run).
     public init(metadataDirectory: String, metadataBaseURL: String, fetcher: any TUFFetcher, now: Date = Date(),
-                limits: TUFLimits = TUFLimits()) throws {
+                acceptExpired: Bool = false, limits: TUFLimits = TUFLimits()) throws {
         self.metadataDirectory = metadataDirectory
         self.metadataBaseURL = metadataBaseURL.hasSuffix("/") ? metadataBaseURL : metadataBaseURL + "/"
         self.fetcher = fetcher
         self.now = now
+        self.acceptExpired = acceptExpired
         self.limits = limits
         guard let data = try TUFUpdater.readLocal(directory: metadataDirectory, role: TUFRoleName.root,
                                                   maxLength: limits.rootMaxLength)
@@ -369,9 +374,11 @@ public actor TUFUpdater {
     // MARK: - Files and requests
 
     /// Stops: a freeze attack, where a mirror keeps serving old, validly signed metadata.
+    /// The error's cause is `ESTALE`, so that callers can say how to accept an older view on purpose.
     private func checkNotExpired(_ role: String, _ envelope: TUFEnvelope) throws {
-        if envelope.isExpired(at: now) {
-            throw FerryError.failed("\(role) metadata version \(envelope.version) expired at \(envelope.expiresText)")
+        if envelope.isExpired(at: now) && !acceptExpired {
+            throw FerryError(.failed, "\(role) metadata version \(envelope.version) expired at \(envelope.expiresText)",
+                             cause: ESTALE)
         }
     }
 

@@ -14,6 +14,7 @@ final class Helper1Tests: XCTestCase {
             Helper1.DeployOptions(),
             Helper1.DeployOptions(allowDowngrade: true, switchRemote: true, interactive: true),
             Helper1.DeployOptions(switchRemote: true),
+            Helper1.DeployOptions(allowStale: true),
         ] {
             XCTAssertEqual(try Helper1.DeployOptions(decoding: options.encoded), options)
             XCTAssertEqual(options.encoded.signature, "a{sv}")
@@ -168,6 +169,15 @@ final class PolkitPolicyTests: XCTestCase {
             XCTAssertEqual(PolkitPolicy.deployAction(decision: decision, switchingRemote: true), "dev.ferry.downgrade")
         }
         XCTAssertNil(PolkitPolicy.deployAction(decision: .nothingToDo, switchingRemote: true))
+    }
+
+    /// So is a deploy that accepted an expired TUF view (`--allow-stale`): freshness stops freeze attacks.
+    func testAcceptingAStaleViewIsAlwaysADowngrade() {
+        for decision in [TimestampPolicy.Decision.install, .update, .downgrade] {
+            XCTAssertEqual(PolkitPolicy.deployAction(decision: decision, switchingRemote: false, acceptingStale: true),
+                           "dev.ferry.downgrade")
+        }
+        XCTAssertNil(PolkitPolicy.deployAction(decision: .nothingToDo, switchingRemote: false, acceptingStale: true))
     }
 
     /// Every action the helper asks for is declared in the shipped policy, and the timer's rule grants only update.

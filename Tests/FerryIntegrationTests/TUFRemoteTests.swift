@@ -50,6 +50,10 @@ struct TUFPublisher {
     }
 }
 
+/// What an expiry error adds: how to accept the older view on purpose.
+let staleHint = "; to install from this older view on purpose, use --allow-stale (system installs then need "
+    + "dev.ferry.downgrade, an administrator)"
+
 /// System installs from a remote configured with a TUF root: the agent refreshes and stages the metadata, the
 /// helper verifies it offline against its own trusted copy, and refuses freeze, rollback and mixed releases.
 final class TUFRemoteTests: SystemTestCase {
@@ -201,6 +205,51 @@ final class TUFRemoteTests: SystemTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: timestamp)), good)
     }
 
+    /// A stick made a while ago carries metadata that has expired since. The error says how to accept it on
+    /// purpose; `--allow-stale` is then asked as `dev.ferry.downgrade`, which the desktop user and the timer do not
+    /// have and an administrator does; a per-user install takes it with no privilege.
+    func testAnExpiredViewInstallsOnlyWithAllowStaleAndAnAdministrator() throws {
+        try tuf.publish(["--timestamp-expired"])
+        let usb = try fixture.writableDirectory("usb")
+        try Command.check(["cp", "-a", fixture.publisher.layout + "/.", usb])
+        let key = try Data(contentsOf: URL(fileURLWithPath: fixture.publisher.publicKey))
+        let root = try Data(contentsOf: URL(fileURLWithPath: tuf.trustedRoot))
+        try fixture.testbed.writeSystemRemote(name: "usb", toml: "url = \"file://\(usb)\"\n",
+                                              keys: ["ed25519-1.pub": key, "tuf-root.json": root])
+        let before = fixture.snapshot()
+        let stale = try fixture.offlineAgent("ferryt-alice", "install", "--system", "usb", ref, "--no-interaction")
+        XCTAssertEqual(stale.status, 1)
+        XCTAssertEqual(stale.err, "ferry: usb \(ref): TUF timestamp metadata version 2 expired at 2001-01-01T00:00:00Z"
+            + staleHint + "\n")
+        for user in ["ferryt-alice", "ferry-update"] {
+            let refused = try fixture.offlineAgent(user, "install", "--system", "usb", ref, "--allow-stale",
+                                                   "--no-interaction")
+            XCTAssertEqual(refused.status, 1, user)
+            XCTAssertTrue(refused.err.contains("not authorized for dev.ferry.downgrade"), refused.err)
+        }
+        // Only the trusted root of the new remote was laid down (from configuration); nothing else changed.
+        XCTAssertUnchanged(before, fixture.snapshot().filter { !$0.key.hasPrefix("var/lib/ferry/tuf") })
+        XCTAssertFalse(fixture.snapshot().keys.contains { $0.hasPrefix("var/lib/ferry/installed/") })
+
+        let admin = try fixture.offlineAgent("ferryt-dave", "install", "--system", "usb", ref, "--allow-stale",
+                                             "--no-interaction")
+        XCTAssertEqual(admin.status, 0, admin.err)
+        XCTAssertEqual(try fixture.agent("ferryt-carol", "run", ref).out, "hello v1 \n")
+
+
+        let user = try fixture.testbed.agent("ferryt-carol", ["remote-add", "--user", "stick", usb, "--ed25519-key",
+                                                              fixture.publisher.publicKey, "--tuf-root",
+                                                              tuf.trustedRoot])
+        XCTAssertEqual(user.status, 0, user.err)
+        let refusedUser = try fixture.testbed.agent("ferryt-carol", ["install", "--user", "stick", ref],
+                                                    wrapper: ["unshare", "-n"])
+        XCTAssertEqual(refusedUser.status, 1)
+        XCTAssertTrue(refusedUser.err.contains("use --allow-stale"), refusedUser.err)
+        let perUser = try fixture.testbed.agent("ferryt-carol", ["install", "--user", "stick", ref, "--allow-stale"],
+                                                wrapper: ["unshare", "-n"])
+        XCTAssertEqual(perUser.status, 0, perUser.err)
+    }
+
     func testExpiredTimestampIsRefusedAsAFreeze() throws {
         XCTAssertEqual(try install().status, 0)
         try fixture.publishV2()
@@ -232,6 +281,7 @@ final class TUFRemoteTests: SystemTestCase {
         try tuf.publish(["--timestamp-expired"])
         let before = fixture.snapshot()
         let expected = "ferry: demo \(ref): TUF timestamp metadata version 2 expired at 2001-01-01T00:00:00Z"
+            + staleHint
         for user in ["ferryt-alice", "ferry-update"] {
             let update = try fixture.agent(user, "update", "--system", "--no-interaction")
             XCTAssertEqual(update.status, 1, "\(user): \(update.out)\(update.err)")
@@ -368,6 +418,7 @@ final class TUFUserInstallTests: XCTestCase {
         try tuf.publish(["--timestamp-expired"])
         let before = fixture.snapshot()
         let expected = "ferry: demo \(ref): TUF timestamp metadata version 2 expired at 2001-01-01T00:00:00Z"
+            + staleHint
         let update = try fixture.agent("update", "--user")
         XCTAssertEqual(update.status, 1, update.out + update.err)
         XCTAssertTrue(update.err.split(separator: "\n").contains { $0 == expected }, update.err)
