@@ -1,14 +1,18 @@
 import ArgumentParser
 import FerryCore
+import FerryFetch
+import FerryInstall
 import FerryLog
+import FerryTrust
 import Foundation
 
-/// `ferry log ...`: the publisher's transparency log (DESIGN.md, "Transparency log"): keys, a new log, and (hidden,
-/// for tests and scripts until `ferry sign` appends) appending entries and checking a whole log.
+/// `ferry log ...`: the publisher's transparency log (DESIGN.md, "Transparency log"): keys, a new log, a monitor
+/// (`audit`), and (hidden, for tests and scripts) appending raw entries and checking a whole log directory.
 struct LogCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "log", abstract: "Manage a transparency log (c2sp.org signed notes, checkpoints, tiles).",
-        subcommands: [LogKeygenCommand.self, LogInitCommand.self, LogAppendCommand.self, LogVerifyCommand.self])
+        subcommands: [LogKeygenCommand.self, LogInitCommand.self, LogAuditCommand.self, LogAppendCommand.self,
+                      LogVerifyCommand.self])
 }
 
 /// `ferry log keygen NAME [--witness]`: a new signed-note key pair, `NAME.key` (mode 0600) and `NAME.vkey`.
@@ -99,6 +103,164 @@ struct LogVerifyCommand: ParsableCommand {
         let key = try loadVerifierKey(logKey)
         let checkpoint = try LogVerifier.verify(try LogDirectory(path: layout + "/log"), logKey: key)
         print("\(checkpoint.origin) size \(checkpoint.size) root \(checkpoint.rootHash.base64)")
+    }
+}
+
+/// `ferry log audit REMOTE|URL --log-key VKEY`: a monitor. Copies the whole log, checks every tile and entry against
+/// the signed checkpoint, checks that the log only grew since the audit before (a fork or a shrink is refused and
+/// both checkpoints kept as evidence), checks every release entry's signatures with the remote's keys, and prints
+/// every event in order.
+struct LogAuditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit", abstract: "Verify a remote's whole transparency log and list every event in it.",
+        discussion: """
+            SOURCE is a configured remote (its keys check the release entries) or a URL or directory (with \
+            --ed25519-key/--gpg-key to check them). What the audit saw is kept in $XDG_CACHE_HOME/ferry/audit/ so \
+            the next audit proves the log only grew. Exit status 1 when anything does not verify.
+            """)
+
+    @Argument(help: "A configured remote's name, a URL, or a directory.") var source: String
+    @Option(help: "The log's verifier key: a .vkey file or the key string itself.") var logKey: String
+    @Option(name: .customLong("ed25519-key"), help: "A trusted minisign public key file (URL source).")
+    var ed25519Keys: [String] = []
+    @Option(name: .customLong("gpg-key"), help: "A trusted OpenPGP public key file (URL source).") var gpgKeys: [String] = []
+    @Flag(help: "JSON output for scripts.") var json = false
+
+    struct Row: Encodable {
+        var index: UInt64
+        var kind: String
+        var ref: String?
+        var digest: String?
+        var timestamp: Int64?
+        var verified: Bool
+        var problem: String?
+    }
+
+    func run() async throws {
+        let key = try loadVerifierKey(logKey)
+        let context = AgentContext()
+        var remote: Remote?
+        if let name = try? RemoteName(source), !source.contains("/") {
+            remote = try context.userRemotes.load(name) ?? context.systemRemotes.load(name)
+        }
+        let base: String
+        let keys: TrustedKeys
+        if let remote {
+            base = remote.url
+            keys = try TrustedKeys(remote: remote)
+        } else {
+            base = Remote.location(source)
+            try Remote.validateURL(base)
+            keys = try TrustedKeys.load(ed25519Files: ed25519Keys, gpgFiles: gpgKeys)
+        }
+        let trimmed = base.hasSuffix("/") ? String(base.dropLast()) : base
+        let cache = "\(context.cacheDirectory)/audit/\(key.name.replacingOccurrences(of: "/", with: "_"))"
+        let download = LogDownload(base: trimmed, transport: .shared)
+        var rows: [Row] = []
+        var directory: LogDirectory
+        var checkpoint: Checkpoint
+        // Full tiles kept from the last audit save bandwidth; if the log does not verify with them (a forked log
+        // rewrote them), it is fetched whole again, and the growth check below says what happened.
+        var attempt = 0
+        while true {
+            attempt += 1
+            try FileManager.default.createDirectory(atPath: cache + "/log", withIntermediateDirectories: true)
+            guard try await download.copy(into: cache + "/log", logKey: key) != nil else {
+                throw FerryError(.notInstalled, "\(source) has no transparency log (no log/checkpoint)")
+            }
+            rows = []
+            directory = try LogDirectory(path: cache + "/log")
+            do {
+                checkpoint = try LogVerifier.verify(directory, logKey: key) { index, data in
+                    rows.append(Self.row(index: index, entry: data, keys: keys, remote: remote))
+                }
+                break
+            } catch let error as FerryError where attempt == 1 && error.code == .untrusted {
+                try FileManager.default.removeItem(atPath: cache + "/log")
+            }
+        }
+        try checkGrowth(to: checkpoint, directory: directory, cache: cache, key: key)
+        try AtomicFile.write(try directory.readCheckpoint(), to: cache + "/seen-checkpoint")
+        if json {
+            try printJSON(rows)
+        } else {
+            for row in rows {
+                var line = "\(row.index) \(row.kind)"
+                if let ref = row.ref, let digest = row.digest, let timestamp = row.timestamp {
+                    line += " \(ref) \(digest) \(TimestampPolicy.describe(timestamp))"
+                }
+                line += row.verified ? " verified" : " NOT VERIFIED: \(row.problem ?? "")"
+                print(line)
+            }
+            print("\(checkpoint.origin): \(checkpoint.size) entries, root \(checkpoint.rootHash.base64), "
+                + "consistent with the last audit")
+        }
+        let bad = rows.filter { !$0.verified }
+        if !bad.isEmpty {
+            throw FerryError.untrusted("\(bad.count) of \(rows.count) log entries did not verify")
+        }
+    }
+
+    /// One entry, with its signatures checked by the remote's keys for the identity its ref has there.
+    static func row(index: UInt64, entry data: Data, keys: TrustedKeys, remote: Remote?) -> Row {
+        let entry: LogEntry
+        do {
+            entry = try LogEntry(parsing: data)
+        } catch let error as FerryError {
+            return Row(index: index, kind: "malformed", verified: false, problem: error.message)
+        } catch {
+            return Row(index: index, kind: "malformed", verified: false, problem: "\(error)")
+        }
+        switch entry {
+        case .other(let kind):
+            return Row(index: index, kind: kind, verified: false, problem: "unknown kind")
+        case .release(let release):
+            var row = Row(index: index, kind: ReleaseEntry.kind, ref: release.ref.string,
+                          digest: release.digest.description, timestamp: release.timestamp, verified: false)
+            guard !keys.isEmpty else {
+                row.problem = "no keys to check its signatures with"
+                return row
+            }
+            do {
+                let identity = remote?.identity(for: release.ref) ?? release.ref.string
+                let claim = try ClaimVerifier.verify(release.signatures, digest: release.digest, identity: identity,
+                                                     keys: keys)
+                guard claim.timestamp == release.timestamp else {
+                    row.problem = "the entry says \(release.timestamp), its newest signed claim \(claim.timestamp)"
+                    return row
+                }
+                row.verified = true
+            } catch let error as FerryError {
+                row.problem = error.message
+            } catch {
+                row.problem = "\(error)"
+            }
+            return row
+        }
+    }
+
+    /// The log may only have grown since the last audit: the old checkpoint's root must be the root of the first
+    /// entries of the new tree. A fork or a shrink is refused, and both checkpoints are kept as evidence.
+    func checkGrowth(to checkpoint: Checkpoint, directory: LogDirectory, cache: String, key: NoteVerifierKey) throws {
+        guard let seenData = FileManager.default.contents(atPath: cache + "/seen-checkpoint") else { return }
+        let seen = try Checkpoint.open(seenData, logKey: key).checkpoint
+        var problem: String?
+        if seen.size > checkpoint.size {
+            problem = "the log shrank from \(seen.size) to \(checkpoint.size) entries"
+        } else {
+            let root = try MerkleTree.rootHash(size: seen.size, reader: directory.hashReader(treeSize: seen.size,
+                                                                                               tilesOf: checkpoint.size))
+            if root != seen.rootHash {
+                problem = "the log forked: its first \(seen.size) entries hash to \(root.base64), the checkpoint "
+                    + "audited before signed \(seen.rootHash.base64)"
+            }
+        }
+        guard let problem else { return }
+        let evidence = "\(cache)/evidence-\(unixNow())"
+        try FileManager.default.createDirectory(atPath: evidence, withIntermediateDirectories: true)
+        try AtomicFile.write(seenData, to: evidence + "/checkpoint-before")
+        try AtomicFile.write(try directory.readCheckpoint(), to: evidence + "/checkpoint-now")
+        throw FerryError.untrusted("\(checkpoint.origin): \(problem); both checkpoints kept in \(evidence)")
     }
 }
 

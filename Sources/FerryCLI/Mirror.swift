@@ -1,10 +1,12 @@
 import FerryCore
 import FerryFetch
 import FerryInstall
+import FerryLog
 import FerryTrust
 import Foundation
 
-/// Copies a remote into a directory that is itself a static OCI layout remote (`ferry mirror`).
+/// Copies a remote into a directory that is itself a static OCI layout remote (`ferry mirror`), with its TUF
+/// metadata and its transparency log.
 ///
 /// The copy is checked as an install would check it, against the *source remote's* trust: every ref's claim must
 /// verify with the remote's keys for the ref's identity, every blob must match its digest, and with a TUF root the
@@ -36,6 +38,8 @@ struct Mirror {
     struct Report {
         var copied: [Copied] = []
         var failed: [(ref: Ref, error: FerryError)] = []
+        /// The size of the transparency log copied with the images, when the source has one.
+        var logSize: UInt64?
     }
 
     var partialDirectory: String { destination + "/.partial" }
@@ -76,6 +80,15 @@ struct Mirror {
                                                     withIntermediateDirectories: true)
             for (name, data) in tufFiles.sorted(by: { $0.key < $1.key }) {
                 try AtomicFile.write(data, to: destination + "/" + Freshness.stagedDirectory + "/" + name)
+            }
+        }
+        // The transparency log, whole (its clients verify it; full tiles already here are kept).
+        if !remote.isRegistry, let base = remote.baseURLs.first {
+            let trimmed = base.hasSuffix("/") ? String(base.dropLast()) : base
+            if let data = try await LogDownload(base: trimmed, transport: transport)
+                .copy(into: destination + "/log", logKey: nil)
+            {
+                report.logSize = try Checkpoint(text: try SignedNote(data).text).size
             }
         }
         if !entries.isEmpty {

@@ -69,6 +69,7 @@ struct MirrorCommand: AsyncParsableCommand {
             }
             print(line)
         }
+        if let size = report.logSize { print("transparency log: \(size) entries") }
         for (ref, error) in report.failed { printError("not mirrored: \(error.prefixed("\(ref)").message)") }
         let total = report.copied.reduce(Int64(0)) { $0 + $1.bytesAdded }
         print("mirrored \(report.copied.count) of \(report.copied.count + report.failed.count) refs from "

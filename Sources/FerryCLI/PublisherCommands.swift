@@ -2,6 +2,7 @@ import ArgumentParser
 import FerryArchive
 import FerryCore
 import FerryInstall
+import FerryLog
 import FerryPublish
 import FerryTrust
 import Foundation
@@ -43,6 +44,8 @@ struct SignCommand: AsyncParsableCommand {
     @Option(name: .customLong("gpg-key"), help: "A GPG key fingerprint in the user's keyring.") var gpgKey: String?
     @Option(help: "The signed identity (default: the ref; host[:port]/repo:tag for a registry).") var identity: String?
     @Option(help: "The claim timestamp in Unix seconds (default: now).") var timestamp: Int64?
+    @Option(help: "The transparency log's signer key, when the layout has a log (the release is appended to it).")
+    var logKey: String?
 
     func validate() throws {
         if ed25519Key == nil && gpgKey == nil {
@@ -52,9 +55,13 @@ struct SignCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ref = try Ref(ref)
-        let signer = ReleaseSigner(ed25519Key: try ed25519Key.map(loadSecretKey), gpgFingerprint: gpgKey)
+        let signer = ReleaseSigner(ed25519Key: try ed25519Key.map(loadSecretKey), gpgFingerprint: gpgKey,
+                                   logKey: try logKey.map(loadLogSigner))
         let result = try signer.sign(layout: layout, ref: ref, identity: identity, timestamp: timestamp)
         for line in result.added { print("\(ref): \(line)") }
+        if let (index, checkpoint) = result.logged {
+            print("\(ref): logged as entry \(index) of \(checkpoint.origin) (size \(checkpoint.size))")
+        }
     }
 
     /// Reads a minisign secret key; an encrypted key's password comes from `FERRY_KEY_PASSWORD` or the terminal.

@@ -1,16 +1,20 @@
 import FerryCore
+import FerryLog
 import FerryTrust
 import Foundation
 
 /// Signs the claim that binds a ref's manifest digest to its identity (`ferry sign`), adding the new signatures
-/// after the ones the layout already holds.
+/// after the ones the layout already holds, and logs the release when the layout has a transparency log.
 public struct ReleaseSigner {
     public var ed25519Key: MinisignSecretKey?
     public var gpgFingerprint: String?
+    /// The log's signer key: required when the layout has a log (`LAYOUT/log/checkpoint`), refused when it has none.
+    public var logKey: NoteSignerKey?
 
-    public init(ed25519Key: MinisignSecretKey? = nil, gpgFingerprint: String? = nil) {
+    public init(ed25519Key: MinisignSecretKey? = nil, gpgFingerprint: String? = nil, logKey: NoteSignerKey? = nil) {
         self.ed25519Key = ed25519Key
         self.gpgFingerprint = gpgFingerprint
+        self.logKey = logKey
     }
 
     /// What one `sign` call added: the claim and one line per new signature, for the publisher to read.
@@ -18,10 +22,26 @@ public struct ReleaseSigner {
         public var claim: Claim
         public var digest: Digest
         public var added: [String]
+        /// The release entry's index in the log and the new checkpoint, when the layout has a log.
+        public var logged: (index: UInt64, checkpoint: Checkpoint)?
     }
 
     /// Signs `ref` in the layout at `layout`. The identity defaults to the ref; the timestamp to now.
+    ///
+    /// With a log, the signatures are written first and the release entry (the claim and every signature over it)
+    /// is appended after: a kill in between leaves a signed image that is not logged yet, which clients of a
+    /// logged remote refuse, and signing again logs it.
     public func sign(layout: String, ref: Ref, identity: String? = nil, timestamp: Int64? = nil) throws -> Result {
+        let logPath = layout + "/log"
+        let hasLog = FileManager.default.fileExists(atPath: logPath + "/checkpoint")
+        if hasLog && logKey == nil {
+            throw FerryError.invalidArgument("\(layout) has a transparency log: give its signer key (--log-key) so "
+                + "that the release is logged")
+        }
+        if !hasLog, logKey != nil {
+            throw FerryError.invalidArgument("\(layout) has no transparency log (start one with ferry log init)")
+        }
+        let appender = try logKey.map { try LogAppender(path: logPath, signer: $0) }
         let image = try ImageLayout(path: layout)
         let descriptor = try image.descriptor(for: ref)
         let claim = Claim(digest: descriptor.digest, identity: identity ?? ref.string,
@@ -42,6 +62,13 @@ public struct ReleaseSigner {
             added.append("GPG signature signature-\(merged.gpg.count) by \(gpgFingerprint)")
         }
         try LayoutWriter(path: layout).writeSignatures(merged, ref: ref, digest: descriptor.digest)
-        return Result(claim: claim, digest: descriptor.digest, added: added)
+        var result = Result(claim: claim, digest: descriptor.digest, added: added)
+        if let appender {
+            let entry = ReleaseEntry(ref: ref, digest: descriptor.digest, timestamp: claim.timestamp ?? 0,
+                                     signatures: merged)
+            let checkpoint = try appender.append([try entry.serialized()])
+            result.logged = (checkpoint.size - 1, checkpoint)
+        }
+        return result
     }
 }
