@@ -3,6 +3,7 @@ import FerryCore
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import Synchronization
 
 /// HTTP for the agent: bounded reads, stall timeouts, redirects, and resumable verified downloads.
@@ -318,11 +319,11 @@ func describe(_ error: Error) -> String {
     if let error = error as? HTTPParserError, error == .invalidEOFState {
         return "connection closed before the whole response arrived"
     }
-    let text = "\(error)"
-    if text.contains("connectionRefused") || text.contains("NIOConnectionError") || text.contains("connectTimeout")
-        || text.contains("Connection refused")
-    {
+    // Every address of the host refused or timed out (happy eyeballs), or the one address did.
+    if error is NIOConnectionError { return "cannot connect (refused)" }
+    if let error = error as? IOError, [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH].contains(error.errnoCode) {
         return "cannot connect (refused)"
     }
-    return text
+    if let error = error as? ChannelError, case .connectTimeout = error { return "cannot connect (refused)" }
+    return "\(error)"
 }
