@@ -11,8 +11,8 @@ import Foundation
 struct LogCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "log", abstract: "Manage a transparency log (c2sp.org signed notes, checkpoints, tiles).",
-        subcommands: [LogKeygenCommand.self, LogInitCommand.self, LogAuditCommand.self, LogAppendCommand.self,
-                      LogVerifyCommand.self])
+        subcommands: [LogKeygenCommand.self, LogInitCommand.self, LogWitnessCommand.self, LogAuditCommand.self,
+                      LogAppendCommand.self, LogVerifyCommand.self])
 }
 
 /// `ferry log keygen NAME [--witness]`: a new signed-note key pair, `NAME.key` (mode 0600) and `NAME.vkey`.
@@ -281,7 +281,8 @@ func loadVerifierKey(_ argument: String) throws -> NoteVerifierKey {
     return try NoteVerifierKey(try readSmallFile(argument))
 }
 
-private func readSmallFile(_ path: String) throws -> String {
+/// A key file's text (at most 4 KiB).
+func readSmallFile(_ path: String) throws -> String {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { throw ioError("open \(path)") }
     defer { close(fd) }

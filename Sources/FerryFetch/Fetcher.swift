@@ -115,12 +115,8 @@ public final class Fetcher: Sendable {
         let partial = "\(partialDirectory)/\(descriptor.digest.hex)"
         // Two agents of one user fetching the same blob share its partial file: one waits for the other, then
         // finds the blob cached. Without this they interleave writes and race on the rename.
-        let lock = open(partial + ".lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard lock >= 0 else { throw ioError("open \(partial).lock") }
-        defer { close(lock) }
-        while flock(lock, LOCK_EX) != 0 {
-            guard errno == EINTR else { throw ioError("lock \(partial)") }
-        }
+        let lock = try FileLock(path: partial + ".lock")
+        defer { lock.unlock() }
         if isCached(descriptor) {
             unlink(partial + ".lock")
             return

@@ -54,8 +54,8 @@ public final class LogAppender {
             throw ioError("create \(path)")
         }
         let directory = try LogDirectory(path: path)
-        let lock = try lockLog(directory)
-        defer { close(lock) }
+        let lock = try FileLock(in: directory.handle, name: lockName)
+        defer { lock.unlock() }
         if directory.handle.exists("checkpoint") {
             throw FerryError.invalidArgument("\(path) already has a log (checkpoint exists)")
         }
@@ -80,8 +80,8 @@ public final class LogAppender {
         for entry in entries where entry.count > EntryBundle.maxEntrySize {
             throw FerryError.invalidArgument("log entry of \(entry.count) bytes; at most \(EntryBundle.maxEntrySize)")
         }
-        let lock = try LogAppender.lockLog(directory)
-        defer { close(lock) }
+        let lock = try FileLock(in: directory.handle, name: LogAppender.lockName)
+        defer { lock.unlock() }
         var current = try checkpoint()
         if let pending = try readJournal() {
             if pending.base == current.size {
@@ -245,18 +245,5 @@ public final class LogAppender {
         let entries = try EntryBundle.decode(Data(rest), count: Int(numbers[1]), what: LogAppender.journalName,
                                              maxBytes: max)
         return (numbers[0], entries)
-    }
-
-    /// An exclusive `flock` on the log's lock file: one append at a time, across processes.
-    private static func lockLog(_ directory: LogDirectory) throws -> Int32 {
-        let fd = openat(directory.handle.fd, lockName, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw ioError("open \(directory.path)/\(lockName)") }
-        while flock(fd, LOCK_EX) != 0 {
-            if errno == EINTR { continue }
-            let error = ioError("lock \(directory.path)/\(lockName)")
-            close(fd)
-            throw error
-        }
-        return fd
     }
 }

@@ -65,7 +65,20 @@ public final class LogDirectory: @unchecked Sendable {
         }
     }
 
-    // MARK: - Writing (the appender)
+    // MARK: - Writing (the appender, and cosignatures)
+
+    /// Adds witness cosignatures to the checkpoint whose text is `text` (replacing older ones by the same keys),
+    /// under the appender's lock. Refused when the checkpoint changed meanwhile (an append signed a new one).
+    public func addCosignatures(_ signatures: [NoteSignature], to text: String) throws {
+        let lock = try FileLock(in: handle, name: LogAppender.lockName)
+        defer { lock.unlock() }
+        var note = try SignedNote(try readCheckpoint())
+        guard note.text == text else {
+            throw FerryError.failed("\(path): the checkpoint changed while it was being witnessed; witness it again")
+        }
+        for signature in signatures { note = note.adding(signature) }
+        try write(note.serialized, to: "checkpoint")
+    }
 
     /// Replaces the file at `relativePath` durably (``AtomicFile``: temporary file, fsync, rename, directory fsync),
     /// creating directories on the way; a directory it creates is synced into its parent before anything is written

@@ -115,3 +115,29 @@ public final class Registry: @unchecked Sendable {
 
     deinit { stop() }
 }
+
+/// `ferry witness serve` on 127.0.0.1 (a free port), with its state in `state`. Stopped on deinit.
+public final class WitnessServer: @unchecked Sendable {
+    public let url: String
+    private var child: Child?
+
+    public init(key: String, logs: [String], state: String) throws {
+        let out = try PipePair()
+        child = try Child([BuiltProducts.ferry, "witness", "serve", "--key", key, "--state", state,
+                           "--listen", "127.0.0.1:0"] + logs.flatMap { ["--log", $0] }, fds: [1: out.write])
+        out.closeWrite()
+        var line = [UInt8]()
+        var byte: UInt8 = 0
+        while read(out.read, &byte, 1) == 1 && byte != 10 { line.append(byte) }
+        let text = String(decoding: line, as: UTF8.self)
+        guard text.hasPrefix("listening on http://") else { throw TestbedError("witness did not start: \(text)") }
+        url = String(text.dropFirst("listening on ".count))
+    }
+
+    public func stop() {
+        child?.stop()
+        child = nil
+    }
+
+    deinit { stop() }
+}

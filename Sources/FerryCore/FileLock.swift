@@ -1,4 +1,3 @@
-import FerryCore
 import Foundation
 
 /// An exclusive `flock(2)` on a lock file, held until ``unlock()`` or deinit.
