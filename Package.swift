@@ -49,7 +49,7 @@ let package = Package(
             name: "FerryLog",
             dependencies: ["FerryCore", .product(name: "Crypto", package: "swift-crypto")]
         ),
-        .target(name: "FerryInstall", dependencies: ["FerryCore", "FerryTrust", "FerryArchive"]),
+        .target(name: "FerryInstall", dependencies: ["FerryCore", "FerryTrust", "FerryArchive", "FerryLog"]),
         .target(name: "FerryPublish", dependencies: ["FerryCore", "FerryTrust", "FerryArchive", "FerryLog"]),
         .target(
             name: "FerryBus",
@@ -80,7 +80,10 @@ let package = Package(
         ),
         .target(
             name: "FerryHelper",
-            dependencies: ["FerryCore", "FerryTrust", "FerryInstall", "FerryBus", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "FerryCore", "FerryTrust", "FerryInstall", "FerryBus", "FerryLog",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             // The introspection document is the shipped file itself (a link to dbus/dev.ferry.Helper1.xml),
             // compiled into the module: an installed helper has no resource bundle to look in.
             resources: [.embedInCode("dev.ferry.Helper1.xml")]

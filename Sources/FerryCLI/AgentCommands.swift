@@ -3,6 +3,7 @@ import FerryCore
 import FerryFetch
 import FerryHelper
 import FerryInstall
+import FerryLog
 import FerryTrust
 import Foundation
 
@@ -54,7 +55,16 @@ struct Agent {
         guard !keys.isEmpty else {
             throw FerryError.untrusted("remote \(remote.name) has no trusted keys; nothing can be verified")
         }
-        let staged = try await fetcher.stage(remote: remote, ref: ref, resolved: resolved, extraFiles: tufFiles) {
+        var extraFiles = tufFiles
+        if let policy = try LogPolicy.of(remote) {
+            // The log proof for the installing side, from the size it trusts (its checkpoint is world-readable).
+            let paths = scope == .system ? context.systemPaths : context.userPaths
+            let trusted = FileManager.default.contents(atPath: paths.log(remote.name) + "/checkpoint")
+            let files = try await ReleaseLogStaging(remote: remote, policy: policy, transport: .shared)
+                .files(ref: ref, descriptor: resolved.0, trusted: trusted, allowStale: allowStale)
+            extraFiles.merge(files) { _, new in new }
+        }
+        let staged = try await fetcher.stage(remote: remote, ref: ref, resolved: resolved, extraFiles: extraFiles) {
             descriptor, _, signatures in
             // Checked before any layer is downloaded: a forged or mixed-up image costs no bandwidth.
             _ = try ClaimVerifier.verify(signatures, digest: descriptor.digest, identity: remote.identity(for: ref),
@@ -76,6 +86,11 @@ struct Agent {
                 check.acceptExpired = allowStale
                 let target = try await check.targetInfo()
                 request.checkManifest = { try Freshness.check($0, against: target, remote: remote.name, ref: ref) }
+            }
+            if var check = try ReleaseLogCheck(remote: remote, ref: ref, layout: layout, paths: installer.paths) {
+                check.allowStale = allowStale
+                let logCheck = check
+                request.checkRelease = { try logCheck.check($0, claim: $1, keys: $2) }
             }
             let outcome = try installer.deploy(source: layout, request: request)
             if outcome.decision == .nothingToDo { return .upToDate(outcome.digest) }

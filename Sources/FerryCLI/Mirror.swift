@@ -149,6 +149,17 @@ struct Mirror {
                 copied.bytesAdded += blob.size
             }
             try writer.writeSignatures(signatures, ref: ref, digest: descriptor.digest)
+            // The log proof beside the signatures (`ferry sign` writes it): clients find the entry's index there.
+            if !remote.isRegistry {
+                let path = SignatureSet.directory(ref: ref, digest: descriptor.digest) + "/" + ReleaseProof.fileName
+                for base in remote.baseURLs {
+                    let trimmed = base.hasSuffix("/") ? String(base.dropLast()) : base
+                    if let data = try? await transport.fetch(trimmed + "/" + path, maxSize: 256 * 1024) {
+                        try AtomicFile.write(data, to: destination + "/" + path)
+                        break
+                    }
+                }
+            }
             return (copied, descriptor, files)
         } catch let error as FerryError {
             throw error.prefixed("\(ref)")

@@ -4,6 +4,7 @@ import FerryCore
 import FerryFetch
 import FerryHelper
 import FerryInstall
+import FerryLog
 import FerryTrust
 import Foundation
 
@@ -27,6 +28,15 @@ struct RemoteAddCommand: AsyncParsableCommand {
         For a layout that holds a registry's images (a mirror of a registry remote): the registry prefix \
         host[:port]/ns that its signatures name.
         """) var signedIdentity: String?
+    @Option(help: "The remote's transparency log key (a .vkey file or the key string): releases must be logged.")
+    var logKey: String?
+    @Option(name: .customLong("witness"), help: "A witness key (.vkey file or string) whose cosignatures count.")
+    var witnesses: [String] = []
+    @Option(help: "Witness cosignatures a checkpoint needs (default: all witnesses).") var witnessQuorum: Int?
+    @Option(help: "How old, in seconds, the newest witness cosignature may be.") var maxAge: Int64?
+    @Flag(help: ArgumentHelp(
+        "Start the remote's trust afresh: its rollback records and its trusted log checkpoint.",
+        discussion: "Lifts the refusal a forked log left (the evidence stays).")) var resetTrust = false
     @Flag(help: "Never prompt, not even for polkit authentication.") var noInteraction = false
 
     func run() async throws {
@@ -44,17 +54,26 @@ struct RemoteAddCommand: AsyncParsableCommand {
             tufData = data
         }
         // A directory (a mirror made by `ferry mirror`, a USB stick) is a `file://` URL.
-        let remote = Remote(name: name, url: Remote.location(url), isRegistry: registry,
+        var remote = Remote(name: name, url: Remote.location(url), isRegistry: registry,
                             mirrors: mirrors.map(Remote.location), signatureLookaside: signatureLookaside,
                             ed25519Keys: keys.ed25519.map(\.fileText),
                             gpgKeys: keys.gpg, tufRoot: tufData, signedIdentity: signedIdentity)
+        remote.logKey = try logKey.map { try loadVerifierKey($0).text }
+        remote.witnessKeys = try witnesses.map { try loadVerifierKey($0).text }
+        remote.witnessQuorum = witnessQuorum
+        remote.maxAge = maxAge
         try remote.validate()
+        _ = try LogPolicy.of(remote)
         let target = scope.explicit ?? .user
         switch target {
         case .user:
             let context = AgentContext()
             let previous = (try? context.userRemotes.load(name)) ?? nil
             try context.userRemotes.save(remote)
+            if previous?.logKey != remote.logKey || previous?.witnessKeys != remote.witnessKeys || resetTrust {
+                try ReleaseLogCheck.reset(name, paths: context.userPaths)
+            }
+            if resetTrust { try context.userInstaller().resetRecords(remote: name) }
             if previous?.tufRoot != remote.tufRoot {
                 // A new TUF root starts trust afresh: forget the chain kept for the old one (both copies).
                 try Freshness.reset(directory: context.userPaths.tuf(name))
@@ -62,7 +81,8 @@ struct RemoteAddCommand: AsyncParsableCommand {
             }
         case .system:
             try HelperClient().configureRemote(
-                name, settings: Helper1.RemoteSettings(remote: remote, interactive: !noInteraction))
+                name, settings: Helper1.RemoteSettings(remote: remote, resetRollbackState: resetTrust,
+                                                       interactive: !noInteraction))
         }
         print("remote \(name) added (\(target)): \(remote.url), \(keys.ed25519.count) ed25519 and \(keys.gpg.count) GPG keys")
     }

@@ -27,6 +27,18 @@ public struct Remote: Sendable, Equatable {
     /// repository prefix `host[:port]/ns` its signatures name. The ref `NAME:TAG` then has the identity
     /// `host[:port]/ns/NAME:TAG`, as on the registry itself. Configuration, never read from the remote.
     public var signedIdentity: String?
+    /// The remote's transparency log: its verifier key (a signed-note key string). With it, a release installs only
+    /// when the log holds it (DESIGN.md, "Transparency log").
+    public var logKey: String?
+    /// Witness verifier keys (signed-note key strings) whose cosignatures count towards ``witnessQuorum``.
+    public var witnessKeys: [String] = []
+    /// Witness cosignatures a checkpoint needs; default: every witness named.
+    public var witnessQuorum: Int?
+    /// How old (seconds) the newest witness cosignature may be when the remote is used; `nil`: no bound.
+    public var maxAge: Int64?
+
+    /// The quorum in force: the configured one, or every witness.
+    public var effectiveWitnessQuorum: Int { witnessQuorum ?? witnessKeys.count }
 
     public init(name: RemoteName, url: String, isRegistry: Bool = false, mirrors: [String] = [],
                 signatureLookaside: String? = nil, ed25519Keys: [String] = [], gpgKeys: [Data] = [],
@@ -75,6 +87,21 @@ public struct Remote: Sendable, Equatable {
         try Remote.validateURL(url)
         for mirror in mirrors { try Remote.validateURL(mirror, what: "mirror URL") }
         if let signatureLookaside { try Remote.validateURL(signatureLookaside, what: "signature lookaside URL") }
+        for key in [logKey].compactMap({ $0 }) + witnessKeys {
+            guard key.utf8.count <= 1024, !key.isEmpty,
+                !key.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value >= 0x7f })
+            else {
+                throw FerryError.invalidArgument("invalid log or witness key \(String(key.prefix(100)).debugDescription)")
+            }
+        }
+        guard witnessKeys.count <= 32 else { throw FerryError.invalidArgument("too many witness keys (at most 32)") }
+        if let witnessQuorum, witnessQuorum < 0 || witnessQuorum > witnessKeys.count {
+            throw FerryError.invalidArgument("witness quorum \(witnessQuorum) with \(witnessKeys.count) witnesses")
+        }
+        if !witnessKeys.isEmpty || witnessQuorum != nil || maxAge != nil, logKey == nil {
+            throw FerryError.invalidArgument("witnesses, a quorum and max-age need a log key")
+        }
+        if let maxAge, maxAge <= 0 { throw FerryError.invalidArgument("max-age must be positive") }
         if let signedIdentity {
             try Remote.validateIdentityPrefix(signedIdentity)
             guard !isRegistry else {
@@ -137,11 +164,19 @@ public struct RemoteStore: Sendable {
         var mirrors: [String]?
         var signatureLookaside: String?
         var signedIdentity: String?
+        var logKey: String?
+        var witnessKeys: [String]?
+        var witnessQuorum: Int?
+        var maxAge: Int64?
 
         enum CodingKeys: String, CodingKey {
             case url, registry, mirrors
             case signatureLookaside = "signature-lookaside"
             case signedIdentity = "signed-identity"
+            case logKey = "log-key"
+            case witnessKeys = "witness-keys"
+            case witnessQuorum = "witness-quorum"
+            case maxAge = "max-age"
         }
     }
 
@@ -190,6 +225,10 @@ public struct RemoteStore: Sendable {
         var remote = Remote(name: name, url: file.url, isRegistry: file.registry ?? false,
                             mirrors: file.mirrors ?? [], signatureLookaside: file.signatureLookaside,
                             signedIdentity: file.signedIdentity)
+        remote.logKey = file.logKey
+        remote.witnessKeys = file.witnessKeys ?? []
+        remote.witnessQuorum = file.witnessQuorum
+        remote.maxAge = file.maxAge
         let keyDir = keyDirectory(name)
         let entries = ((try? FileManager.default.contentsOfDirectory(atPath: keyDir)) ?? []).sorted {
             $0.localizedStandardCompare($1) == .orderedAscending
@@ -248,7 +287,9 @@ public struct RemoteStore: Sendable {
         }
         if let root = remote.tufRoot { try AtomicFile.write(root, to: "\(staged)/tuf-root.json") }
         let file = File(url: remote.url, registry: remote.isRegistry, mirrors: remote.mirrors,
-                        signatureLookaside: remote.signatureLookaside, signedIdentity: remote.signedIdentity)
+                        signatureLookaside: remote.signatureLookaside, signedIdentity: remote.signedIdentity,
+                        logKey: remote.logKey, witnessKeys: remote.witnessKeys.isEmpty ? nil : remote.witnessKeys,
+                        witnessQuorum: remote.witnessQuorum, maxAge: remote.maxAge)
         let text: String
         do {
             text = try TOMLEncoder().encode(file)

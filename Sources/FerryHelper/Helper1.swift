@@ -42,7 +42,7 @@ public enum Helper1 {
                 [
                     "url": "s", "registry": "b", "mirrors": "as", "ed25519-keys": "as", "gpg-keys": "aay",
                     "tuf-root": "ay", "signature-lookaside": "s", "signed-identity": "s", "reset-rollback-state": "b",
-                    "interactive": "b",
+                    "interactive": "b", "log-key": "s", "witness-keys": "as", "witness-quorum": "u", "max-age": "t",
                 ]
             case .listInstalled: [:]
             }
@@ -143,6 +143,10 @@ public enum Helper1 {
                 if let lookaside = remote.signatureLookaside { settings["signature-lookaside"] = .string(lookaside) }
                 if let root = remote.tufRoot { settings["tuf-root"] = .bytes(root) }
                 if let identity = remote.signedIdentity { settings["signed-identity"] = .string(identity) }
+                if let logKey = remote.logKey { settings["log-key"] = .string(logKey) }
+                if !remote.witnessKeys.isEmpty { settings["witness-keys"] = .stringArray(remote.witnessKeys) }
+                if let quorum = remote.witnessQuorum { settings["witness-quorum"] = .uint32(UInt32(clamping: quorum)) }
+                if let maxAge = remote.maxAge { settings["max-age"] = .uint64(UInt64(clamping: maxAge)) }
             }
             if resetRollbackState { settings["reset-rollback-state"] = .bool(true) }
             if remote != nil || resetRollbackState { settings["interactive"] = .bool(interactive) }

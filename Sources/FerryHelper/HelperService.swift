@@ -165,6 +165,12 @@ public final class HelperService: Sendable {
                 check.acceptExpired = options.allowStale
                 request.checkManifest = check.blockingCheck()
             }
+            if var check = try ReleaseLogCheck(remote: remote, ref: ref, layout: source, paths: paths) {
+                // Offline, against root's trusted checkpoint in log/REMOTE; the staged log/ is the only network.
+                check.allowStale = options.allowStale
+                let logCheck = check
+                request.checkRelease = { try logCheck.check($0, claim: $1, keys: $2) }
+            }
             let progress = ProgressSignal(connection: connection, ref: ref, destination: sender)
             let meta: Logger.Metadata = ["remote": "\(remoteName)", "ref": "\(ref)", "uid": "\(uid)"]
             do {
@@ -275,11 +281,19 @@ public final class HelperService: Sendable {
                 // A new (or removed) TUF root starts trust afresh from it; the old chain means nothing for it.
                 let previous = (try? remotes.load(name)) ?? nil
                 if previous?.tufRoot != remote.tufRoot { try Freshness.reset(directory: paths.tuf(name)) }
+                // Another log (or witness set) starts its trust afresh; so does an explicit reset, which also lifts
+                // the refusal a fork left (the evidence stays).
+                if previous?.logKey != remote.logKey || previous?.witnessKeys != remote.witnessKeys
+                    || settings.resetRollbackState
+                {
+                    try ReleaseLogCheck.reset(name, paths: paths)
+                }
                 try remotes.save(remote)
                 logger.info("remote \(name) configured: \(remote.url)", metadata: ["remote": "\(name)"])
             } else if !settings.resetRollbackState {
                 try remotes.delete(name)
                 try Freshness.reset(directory: paths.tuf(name))
+                try ReleaseLogCheck.reset(name, paths: paths)
                 logger.info("remote \(name) removed", metadata: ["remote": "\(name)"])
             }
             if settings.resetRollbackState {

@@ -1,5 +1,6 @@
 import FerryBus
 import FerryCore
+import FerryLog
 import FerryTrust
 import Foundation
 
@@ -20,13 +21,19 @@ enum RemoteSettingsCheck {
         }
         let gpgKeys = (settings["gpg-keys"]?.arrayValue ?? []).compactMap(\.dataValue)
         let ed25519 = settings["ed25519-keys"]?.stringArrayValue ?? []
-        let remote = Remote(
+        var remote = Remote(
             name: name, url: url, isRegistry: settings["registry"]?.boolValue ?? false,
             mirrors: settings["mirrors"]?.stringArrayValue ?? [],
             signatureLookaside: settings["signature-lookaside"]?.stringValue,
             ed25519Keys: ed25519, gpgKeys: gpgKeys, tufRoot: settings["tuf-root"]?.dataValue,
             signedIdentity: settings["signed-identity"]?.stringValue)
+        remote.logKey = settings["log-key"]?.stringValue
+        remote.witnessKeys = settings["witness-keys"]?.stringArrayValue ?? []
+        remote.witnessQuorum = settings["witness-quorum"]?.uint32Value.map { Int($0) }
+        remote.maxAge = settings["max-age"]?.uint64Value.map { Int64(clamping: $0) }
         try remote.validate()
+        // Signed-note keys parse in microseconds: checked here, before polkit, like the ed25519 keys.
+        _ = try LogPolicy.of(remote)
         guard remote.hasKeys else {
             throw FerryError.invalidArgument("remote \(name): a system remote needs at least one key")
         }

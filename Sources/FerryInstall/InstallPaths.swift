@@ -41,6 +41,8 @@ public struct InstallPaths: Sendable, Equatable {
     public var tmp: String { root + "/tmp" }
     public var locks: String { root + "/locks" }
     public func tuf(_ remote: RemoteName) -> String { root + "/tuf/\(remote)" }
+    /// The trusted transparency-log checkpoint of a remote, and evidence of a fork (``ReleaseLogCheck``).
+    public func log(_ remote: RemoteName) -> String { root + "/log/\(remote)" }
 
     public func deployment(ref: Ref, digest: Digest) -> String { "\(deploy)/\(ref.escapedFileName)/\(digest.hex)" }
     public func installedLink(_ ref: Ref) -> String { "\(installed)/\(ref.escapedFileName)" }

@@ -23,6 +23,8 @@ public struct DeployRequest: Sendable {
     public var uid: UInt32 = getuid()
     /// Extra checks on the manifest before anything is copied (TUF freshness): digest and size of the manifest.
     public var checkManifest: (@Sendable (Descriptor) throws -> Void)?
+    /// Extra checks on the release once its claim verified (the transparency log): the manifest and the claim.
+    public var checkRelease: (@Sendable (Descriptor, VerifiedClaim, TrustedKeys) throws -> Void)?
 
     public init(remote: Remote, ref: Ref, allowDowngrade: Bool = false, switchRemote: Bool = false,
                 now: Int64 = Int64(Date().timeIntervalSince1970),
@@ -143,6 +145,7 @@ public final class Installer: Sendable {
         let signatures = try source.signatures(ref: ref, digest: descriptor.digest)
         let claim = try ClaimVerifier.verify(signatures, digest: descriptor.digest,
                                              identity: request.remote.identity(for: ref), keys: keys)
+        try request.checkRelease?(descriptor, claim, keys)
         let recorded = current.record(remote: request.remote.name, ref: ref)
         let installed = current.installed[ref.string]
         let installedFromHere = installed.map { $0.remote == request.remote.name } ?? false

@@ -64,10 +64,23 @@ public struct ReleaseSigner {
         try LayoutWriter(path: layout).writeSignatures(merged, ref: ref, digest: descriptor.digest)
         var result = Result(claim: claim, digest: descriptor.digest, added: added)
         if let appender {
-            let entry = ReleaseEntry(ref: ref, digest: descriptor.digest, timestamp: claim.timestamp ?? 0,
-                                     signatures: merged)
-            let checkpoint = try appender.append([try entry.serialized()])
-            result.logged = (checkpoint.size - 1, checkpoint)
+            // The newest claim in the set, as a client takes it (the claims of GPG signatures, wrapped in their
+            // OpenPGP packets, are the ones this call signed or older ones; the entry's time is informative).
+            let newest = merged.ed25519.compactMap { try? Claim(parsing: $0.claim).timestamp }.compactMap { $0 }.max()
+            let entry = ReleaseEntry(ref: ref, digest: descriptor.digest,
+                                     timestamp: max(newest ?? 0, claim.timestamp ?? 0), signatures: merged)
+            let bytes = try entry.serialized()
+            let checkpoint = try appender.append([bytes])
+            let index = checkpoint.size - 1
+            result.logged = (index, checkpoint)
+            // The proof beside the signatures tells clients where the entry is (they prove it afresh against the
+            // checkpoint they fetch, witnessed by then).
+            let proof = try MerkleTree.inclusionProof(index: index, size: checkpoint.size,
+                                                      reader: appender.directory.hashReader(treeSize: checkpoint.size))
+            let file = ReleaseProof(entry: bytes, index: index, proof: proof,
+                                    checkpoint: try appender.directory.readCheckpoint())
+            let directory = try LayoutWriter(path: layout).signatureDirectory(ref: ref, digest: descriptor.digest)
+            try AtomicFile.write(file.serialized, to: directory + "/" + ReleaseProof.fileName)
         }
         return result
     }

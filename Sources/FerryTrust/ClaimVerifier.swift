@@ -127,12 +127,14 @@ public enum ClaimVerifier {
             }
         }
 
-        guard let first = accepted.first else {
+        // The newest accepted claim is the release's time: every accepted claim is authentic for this digest and
+        // identity, and a publisher re-signing an image (another key, a new claim) makes it newer.
+        guard let newest = accepted.max(by: { $0.timestamp < $1.timestamp }) else {
             throw worst?.error ?? FerryError.signatureInvalid("no acceptable signature")
         }
         var signers: [String] = []
         for entry in accepted where !signers.contains(entry.signer) { signers.append(entry.signer) }
-        return VerifiedClaim(claim: first.claim, timestamp: first.timestamp, signers: signers)
+        return VerifiedClaim(claim: newest.claim, timestamp: newest.timestamp, signers: signers)
     }
 
     private struct ClaimFailure: Error {

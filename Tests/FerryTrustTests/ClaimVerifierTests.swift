@@ -78,13 +78,18 @@ final class ClaimVerifierTests: XCTestCase {
         XCTAssertEqual(verified.signers, ["ed25519:" + (try minisign().publicKey().keyID)])
     }
 
-    func testFirstValidSignatureSuppliesTheClaimAndAllSignersAreListed() throws {
+    /// The newest accepted claim is the release's time, whatever the order of the files; every signer is listed.
+    func testTheNewestValidClaimSuppliesTheTimeAndAllSignersAreListed() throws {
         let home = try gpg()
-        let first = claimData(digest: digest, identity: identity, timestamp: 100)
-        let second = claimData(digest: digest, identity: identity, timestamp: 200)
-        let set = SignatureSet(gpg: [try home.sign(first)], ed25519: [try minisigned(second)])
+        let older = claimData(digest: digest, identity: identity, timestamp: 100)
+        let newer = claimData(digest: digest, identity: identity, timestamp: 200)
+        let set = SignatureSet(gpg: [try home.sign(newer)], ed25519: [try minisigned(older)])
         let verified = try verify(set, keys: keys(ed25519: true, gpg: true))
-        XCTAssertEqual(verified.timestamp, 100)
+        XCTAssertEqual(verified.timestamp, 200)
+        let reversed = SignatureSet(gpg: [try home.sign(older)], ed25519: [try minisigned(newer)])
+        XCTAssertEqual(try verify(reversed, keys: keys(ed25519: true, gpg: true)).timestamp, 200)
+        // Only what verifies counts: without the GPG key, the older ed25519 claim is the time.
+        XCTAssertEqual(try verify(set, keys: keys(ed25519: true, gpg: false)).timestamp, 100)
         XCTAssertEqual(verified.signers, ["gpg:" + home.fingerprint, "ed25519:" + (try minisign().publicKey().keyID)])
     }
 
