@@ -120,7 +120,8 @@ struct LogAuditCommand: AsyncParsableCommand {
             """)
 
     @Argument(help: "A configured remote's name, a URL, or a directory.") var source: String
-    @Option(help: "The log's verifier key: a .vkey file or the key string itself.") var logKey: String
+    @Option(help: "The log's verifier key: a .vkey file or the key string (default: the configured remote's).")
+    var logKey: String?
     @Option(name: .customLong("ed25519-key"), help: "A trusted minisign public key file (URL source).")
     var ed25519Keys: [String] = []
     @Option(name: .customLong("gpg-key"), help: "A trusted OpenPGP public key file (URL source).") var gpgKeys: [String] = []
@@ -137,12 +138,15 @@ struct LogAuditCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let key = try loadVerifierKey(logKey)
         let context = AgentContext()
         var remote: Remote?
         if let name = try? RemoteName(source), !source.contains("/") {
             remote = try context.userRemotes.load(name) ?? context.systemRemotes.load(name)
         }
+        guard let keyText = logKey ?? remote?.logKey else {
+            throw ValidationError("give the log's key (--log-key): \(source) is not a remote configured with one")
+        }
+        let key = try loadVerifierKey(keyText)
         let base: String
         let keys: TrustedKeys
         if let remote {
