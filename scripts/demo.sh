@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Ferry's demo: the whole story on one machine, cleaned up afterwards.
-# A publisher signs an app and serves it from a plain web server; an administrator blesses the remote once;
-# an unprivileged desktop user installs and updates it system-wide without a password; a replayed old release
-# is refused; the app runs; the user copies the remote to a "USB stick" and installs from it with the network
-# cut. Needs root (it starts a private system bus, polkitd and the helper).
+# A publisher signs an app, logs every release in a transparency log that a witness cosigns, and serves it from a
+# plain web server; an administrator blesses the remote (its keys, its log key, the witness) once; an unprivileged
+# desktop user installs and updates it system-wide without a password; a replayed old release and a forked log are
+# refused; the app runs; the user copies the remote to a "USB stick" and installs from it with the network cut.
+# Needs root (it starts a private system bus, polkitd and the helper).
 set -euo pipefail
 BUILD=${1:-.build/debug}
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,18 +63,30 @@ pids+=($!)
 for _ in $(seq 100); do busctl --address="$BUS" status dev.ferry.Helper1 >/dev/null 2>&1 && break; sleep 0.1; done
 echo "bus $BUS; helper pid ${pids[1]}; state under $T/root/var/lib/ferry"
 
-step "The publisher builds and signs Hello v1, and serves it from a plain web server"
+step "The publisher builds, signs and logs Hello v1; a witness cosigns the log; a plain web server serves it"
 mkdir -p "$T/pub"
 minisign -G -W -p "$T/pub/minisign.pub" -s "$T/pub/minisign.key" >/dev/null
+"$FERRY" log keygen demo.example/apps/log --output "$T/pub/log" >/dev/null
+"$FERRY" log keygen witness.example/w1 --witness --output "$T/w1" >/dev/null
+mkdir -p "$T/pub/layout"
+"$FERRY" log init "$T/pub/layout" --key "$T/pub/log.key"
+# A witness run by someone else (here: on this machine): it cosigns only checkpoints consistent with what it saw.
+"$FERRY" witness serve --key "$T/w1.key" --log "$T/pub/log.vkey" --state "$T/w1-state" > "$T/w1.out" &
+pids+=($!)
+for _ in $(seq 100); do grep -q "^listening on" "$T/w1.out" 2>/dev/null && break; sleep 0.1; done
+WITNESS=$(sed -n 's/^listening on //p' "$T/w1.out")
+witness_log() { "$FERRY" log witness "$T/pub/layout" --witness "$WITNESS" --witness-key "$T/w1.vkey"; }
 make_app() {
   rm -rf "$T/pub/app"; mkdir -p "$T/pub/app/bin" "$T/pub/app/share/applications"
   printf '#!/bin/sh\necho "Hello from Ferry demo app %s"\n' "$1" > "$T/pub/app/bin/hello"
   chmod 755 "$T/pub/app/bin/hello"
   printf '[Desktop Entry]\nType=Application\nName=Hello\nExec=hello\n' > "$T/pub/app/share/applications/org.example.Hello.desktop"
   "$FERRY" build "$T/pub/app" "$T/pub/layout" --ref "$REF" --command /bin/hello --compression zstd
-  "$FERRY" sign "$T/pub/layout" --ref "$REF" --ed25519-key "$T/pub/minisign.key" --timestamp "$2"
+  "$FERRY" sign "$T/pub/layout" --ref "$REF" --ed25519-key "$T/pub/minisign.key" --timestamp "$2" \
+    --log-key "$T/pub/log.key"
 }
 make_app v1 "$(($(date +%s) - 60))"
+witness_log
 cp "$T/pub/layout/index.json" "$T/pub/index-v1.json"
 /usr/bin/python3 "$REPO/scripts/test-http-server.py" --root "$T/pub/layout" --log "$T/http.log" > "$T/http.port" &
 pids+=($!)
@@ -83,7 +96,8 @@ URL="http://127.0.0.1:$(cut -d' ' -f2 "$T/http.port")"
 
 step "The administrator blesses the remote once (ConfigureRemote through the helper; polkit: admin)"
 FERRY_SYSTEM_ROOT="$T/root" DBUS_SYSTEM_BUS_ADDRESS="$BUS" \
-  "$FERRY" remote-add --system demo "$URL" --ed25519-key "$T/pub/minisign.pub" --no-interaction
+  "$FERRY" remote-add --system demo "$URL" --ed25519-key "$T/pub/minisign.pub" --no-interaction \
+  --log-key "$T/pub/log.vkey" --witness "$T/w1.vkey"
 FERRY_SYSTEM_ROOT="$T/root" "$FERRY" remotes
 
 step "An unprivileged desktop user installs Hello system-wide, without a password"
@@ -94,8 +108,9 @@ as_user list --system
 as_user run "$REF"
 echo "deployment: $(stat -c '%U %A' "$T/root/var/lib/ferry/installed/${REF//\//\~}/files/bin/hello") files/bin/hello"
 
-step "The publisher releases v2; the user updates"
+step "The publisher releases v2 (logged, witnessed); the user updates"
 make_app v2 "$(date +%s)"
+witness_log
 cp "$T/pub/layout/index.json" "$T/pub/index-v2.json"
 as_user update --system --no-interaction
 as_user run "$REF"
@@ -105,6 +120,16 @@ cp "$T/pub/index-v1.json" "$T/pub/layout/index.json"
 if as_user update --system --no-interaction; then echo "demo: replayed v1 was accepted!" >&2; exit 1; fi
 as_user run "$REF"
 
+step "A thief of the log key serves v3 on a rewritten (forked) log: the witness refuses it, and so does the user"
+cp -a "$T/pub/layout/log" "$T/pub/log-real"
+rm -rf "$T/pub/layout/log"
+"$FERRY" log init "$T/pub/layout" --key "$T/pub/log.key"
+make_app v3 "$(($(date +%s) + 1))"
+if witness_log; then echo "demo: the witness cosigned a fork!" >&2; exit 1; fi
+if as_user update --system --no-interaction; then echo "demo: the forked log was accepted!" >&2; exit 1; fi
+as_user run "$REF"
+rm -rf "$T/pub/layout/log"; mv "$T/pub/log-real" "$T/pub/layout/log"
+
 step "The publisher's server is back to v2; the user copies the remote to a USB stick (verified as it copies)"
 cp "$T/pub/index-v2.json" "$T/pub/layout/index.json"
 install -d -o "$DEMO_USER" "$T/usb"
@@ -113,7 +138,8 @@ find "$T/usb" -type f | sed "s|^$T/||" | sort
 
 step "Another machine, no network at all (unshare -n): the administrator blesses the stick, the user installs"
 admin() { FERRY_SYSTEM_ROOT="$T/root" DBUS_SYSTEM_BUS_ADDRESS="$BUS" "$FERRY" "$@"; }
-admin remote-add --system usb "$T/usb" --ed25519-key "$T/pub/minisign.pub" --no-interaction
+admin remote-add --system usb "$T/usb" --ed25519-key "$T/pub/minisign.pub" --no-interaction \
+  --log-key "$T/pub/log.vkey" --witness "$T/w1.vkey"
 admin uninstall --system "$REF" --no-interaction
 unshare -n bash -c "$(declare -f as_user); DEMO_USER=$DEMO_USER T=$T BUS=$BUS FERRY=$FERRY \
   as_user install --system usb $REF --no-interaction"
