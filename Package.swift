@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "FerryCore", targets: ["FerryCore"]),
         .library(name: "FerryTrust", targets: ["FerryTrust"]),
         .library(name: "FerryArchive", targets: ["FerryArchive"]),
+        .library(name: "FerryLog", targets: ["FerryLog"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),

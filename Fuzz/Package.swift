@@ -26,6 +26,10 @@ let package = Package(
         fuzzTarget("fuzz-claim", [.product(name: "FerryCore", package: ferry)]),
         fuzzTarget("fuzz-minisign", [.product(name: "FerryTrust", package: ferry)]),
         fuzzTarget("fuzz-tuf", [.product(name: "FerryTrust", package: ferry)]),
+        fuzzTarget("fuzz-note", [.product(name: "FerryLog", package: ferry)]),
+        fuzzTarget("fuzz-checkpoint", [.product(name: "FerryLog", package: ferry)]),
+        fuzzTarget("fuzz-tile", [.product(name: "FerryLog", package: ferry)]),
+        fuzzTarget("fuzz-witness", [.product(name: "FerryLog", package: ferry)]),
         fuzzTarget("fuzz-layer", [
             .product(name: "FerryCore", package: ferry), .product(name: "FerryArchive", package: ferry),
         ]),

@@ -13,7 +13,7 @@ export SWIFT_BACKTRACE=${SWIFT_BACKTRACE:-enable=no}
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-fuzz-oci fuzz-claim fuzz-minisign fuzz-tuf fuzz-layer}
+targets=${*:-fuzz-oci fuzz-claim fuzz-minisign fuzz-tuf fuzz-layer fuzz-note fuzz-checkpoint fuzz-tile fuzz-witness}
 config=${FUZZ_CONFIG:-release}
 scratch=$PWD/.build-fuzz
 

@@ -120,7 +120,7 @@ public final class Witness: Sendable {
     }
 
     /// Splits a request body into the old size, the proof and the checkpoint note.
-    static func parse(_ body: Data) throws -> (old: UInt64, proof: [MerkleHash], note: Data) {
+    public static func parse(_ body: Data) throws -> (old: UInt64, proof: [MerkleHash], note: Data) {
         guard body.count <= maxRequestSize else { throw FerryError.invalidArgument("body too large") }
         var lines: [Data] = []
         var start = body.startIndex
