@@ -168,6 +168,9 @@ public final class HelperService: Sendable {
             if var check = try ReleaseLogCheck(remote: remote, ref: ref, layout: source, paths: paths) {
                 // Offline, against root's trusted checkpoint in log/REMOTE; the staged log/ is the only network.
                 check.allowStale = options.allowStale
+                check.onFork = { [logger] message in
+                    logger.error("\(message)", metadata: ["remote": "\(remoteName)", "ref": "\(ref)"])
+                }
                 let logCheck = check
                 request.checkRelease = { try logCheck.check($0, claim: $1, keys: $2) }
             }

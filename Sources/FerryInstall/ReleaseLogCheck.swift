@@ -22,6 +22,8 @@ public struct ReleaseLogCheck: Sendable {
     /// `--allow-stale`: the cosignatures' age is not checked (authorized as a downgrade by the helper).
     public var allowStale = false
     public var now = Int64(Date().timeIntervalSince1970)
+    /// Told about a fork before the error is thrown (the helper logs it at error level, with both tree heads).
+    public var onFork: @Sendable (String) -> Void = { _ in }
 
     /// The check for `remote`, or `nil` when the remote has no log.
     public init?(remote: Remote, ref: Ref, layout: ImageLayout, paths: InstallPaths) throws {
@@ -82,6 +84,7 @@ public struct ReleaseLogCheck: Sendable {
             try AtomicFile.write(fork.trusted, to: evidence + "/checkpoint-trusted")
             try AtomicFile.write(fork.offered, to: evidence + "/checkpoint-offered")
             try AtomicFile.write(Data("\(fork.message); evidence in \(evidence)".utf8), to: directory + "/refused")
+            onFork("remote \(remote.name): \(fork.message); evidence in \(evidence)")
             throw FerryError.untrusted("\(fork.message); both checkpoints kept in \(evidence), and the remote is "
                 + "refused until an administrator resets it (ferry remote-add --reset-trust)")
         }

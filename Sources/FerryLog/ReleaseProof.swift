@@ -65,6 +65,9 @@ public struct ReleaseProof: Sendable, Equatable {
 public struct LogPolicy: Sendable {
     public var logKey: NoteVerifierKey
     public var witnesses: [NoteVerifierKey]
+    /// The largest tree a client accepts: 2^40 entries (a log signed by a stolen key could claim 2^63, and make
+    /// clients fetch tiles that cannot exist).
+    public static let maxHonestSize: UInt64 = 1 << 40
     /// Cosignatures required, by distinct witnesses.
     public var quorum: Int
     /// How old the newest cosignature may be, in seconds; `nil`: no bound.
@@ -81,6 +84,10 @@ public struct LogPolicy: Sendable {
     /// (unless `allowStale`). Errors name what is missing.
     public func open(_ data: Data, now: Int64, allowStale: Bool = false) throws -> Checkpoint {
         let opened = try Checkpoint.open(data, logKey: logKey, witnesses: witnesses)
+        guard opened.checkpoint.size <= LogPolicy.maxHonestSize else {
+            throw FerryError.untrusted("checkpoint of \(logKey.name) claims \(opened.checkpoint.size) entries, more "
+                + "than any honest log of releases holds (\(LogPolicy.maxHonestSize))")
+        }
         let cosigned = opened.verified.filter { $0.key != logKey }
         guard cosigned.count >= quorum else {
             throw FerryError.untrusted("checkpoint of \(logKey.name) at size \(opened.checkpoint.size) has "

@@ -133,6 +133,9 @@ final class LogRemoteTests: SystemTestCase {
         XCTAssertTrue(forked.err.contains("the log of example.com/apps/log forked: it does not extend the checkpoint "
             + "trusted before (trusted: size 1 root "), forked.err)
         XCTAssertTrue(forked.err.contains("and the remote is refused until an administrator resets it"), forked.err)
+        // The helper's log has it at error level, with both tree heads.
+        XCTAssertTrue(fixture.testbed.helperLog.contains("error: remote demo: the log of example.com/apps/log forked"),
+                      fixture.testbed.helperLog)
         let evidence = try FileManager.default.contentsOfDirectory(atPath: fixture.stateRoot + "/log/demo")
             .filter { $0.hasPrefix("evidence-") }
         XCTAssertEqual(evidence.count, 1, "\(evidence)")

@@ -102,6 +102,10 @@ final class ReleaseLogTests: XCTestCase {
         XCTAssertTrue(lines[0].hasSuffix(" 2023-11-14T22:13:20Z (1700000000) verified"), first.out)
         XCTAssertTrue(lines[1].hasSuffix(" (1700000100) verified"), first.out)
         XCTAssertTrue(lines[2].hasPrefix("example.com/apps/log: 2 entries, root "), first.out)
+        let json = try ferry(["log", "audit", "layout", "--log-key", "log.vkey", "--ed25519-key", "release.pub", "--json"])
+        let rows = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [[String: Any]])
+        XCTAssertEqual(rows.map { $0["timestamp"] as? Int }, [1_700_000_000, 1_700_000_100])
+        XCTAssertEqual(rows.map { $0["verified"] as? Bool }, [true, true])
 
         // The log operator appends a release nobody signed.
         let saved = temp.file("saved-log")

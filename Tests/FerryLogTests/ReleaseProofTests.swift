@@ -106,7 +106,15 @@ final class ReleaseProofTests: XCTestCase {
         beyond.index = 3
         XCTAssertEqual(message { _ = try beyond.verify(policy: self.policy(), trusted: nil, consistency: nil, now: 0) },
                        "log proof: entry 3 is beyond the checkpoint's 3")
-        // Too large to be honest: refused by the parser before anything else.
+        // A checkpoint too large to be honest, signed by the real key.
+        let huge = try SignedNote.sign(text: try Checkpoint(origin: logKey.name, size: 1 << 50,
+                                                            rootHash: .emptyTree).text, with: [logKey, w1])
+        var claimed = made
+        claimed.checkpoint = huge.serialized
+        XCTAssertEqual(message { _ = try claimed.verify(policy: self.policy(), trusted: nil, consistency: nil, now: 0) },
+                       "checkpoint of example.com/apps/log claims 1125899906842624 entries, more than any honest log "
+                        + "of releases holds (1099511627776)")
+        // A proof file too large: refused by the parser before anything else.
         XCTAssertThrowsError(try ReleaseProof(parsing: Data(count: 1 << 20)))
         for text in ["", "c2sp.org/tlog-proof@v1\n\n", "c2sp.org/tlog-proof@v1\nextra !!\nindex 1\n\nx",
                      "c2sp.org/tlog-proof@v1\nextra YQ==\nindex 01\n\nx", "c2sp.org/tlog-proof@v2\nextra YQ==\nindex 1\n\nx"] {
