@@ -2,7 +2,7 @@
 """Ferry's benchmark: Ferry against skopeo + umoci and a bare `curl | tar`, in one run, one table.
 
 Usage (as root; it starts a private system bus, polkitd and ferry-helper like scripts/demo.sh):
-  scripts/bench.py [--build DIR] [--work DIR] [--quick] [--reps N] [--json FILE]
+  scripts/bench.py [--build DIR] [--work DIR] [--quick] [--reps N] [--json FILE] [--log-only]
 Environment: BENCH_QUICK=1 (64 MiB image, 2,000 files, fewer repetitions), BENCH_REPS=N, BENCH_WORK=DIR.
 
 Generated images (cached in the work directory between runs, keyed by their parameters):
@@ -12,6 +12,13 @@ Generated images (cached in the work directory between runs, keyed by their para
   tiny   a small image published under 50 refs (the no-op update)
 They are signed with `ferry sign` (minisign key), served by scripts/test-http-server.py (which logs the bytes of
 every request) and pushed to a local docker-registry for skopeo.
+
+The transparency-log rows: a log of 1,000,000 release entries (quick: 100,000; one signed release entry repeated,
+appended with the hidden `ferry debug-log-fill`), served by the same web server. One update's log work is
+`ferry debug-log-update`: what the agent fetches for an entry near the end when the installing side trusts the
+checkpoint 1,000 entries earlier (checkpoint, the entry's bundle, the proof tiles), and the CPU time of the helper's
+offline check. The audit is `ferry log audit` of the whole log from an empty cache (every tile and entry fetched and
+recomputed, every entry's signature checked).
 """
 import argparse, gzip, hashlib, io, json, os, random, shutil, signal, statistics, subprocess, sys, tarfile, time
 
@@ -521,10 +528,90 @@ def bench(args):
     return results
 
 
+def bench_log(args, results):
+    """The transparency-log rows (see the module docstring)."""
+    quick = args.quick
+    reps = args.reps or (3 if quick else 5)
+    size = 100_000 if quick else 1_000_000
+    ferry = args.build + "/ferry"
+    work = os.path.join(args.work, "log-%d" % size)
+    layout = os.path.join(work, "layout")
+    ready = os.path.join(work, "ready")
+    if not os.path.exists(ready):
+        shutil.rmtree(work, ignore_errors=True)
+        os.makedirs(os.path.join(work, "app", "bin"))
+        log("building a log of %d entries in %s" % (size, work))
+        run(["minisign", "-G", "-W", "-p", work + "/minisign.pub", "-s", work + "/minisign.key"])
+        run([ferry, "log", "keygen", "bench.example/log", "--output", work + "/log"])
+        with open(os.path.join(work, "app", "bin", "hello"), "w") as f:
+            f.write("#!/bin/sh\necho hello\n")
+        run([ferry, "build", work + "/app", layout, "--ref", BIG_REF])
+        run([ferry, "log", "init", layout, "--key", work + "/log.key"])
+        run([ferry, "sign", layout, "--ref", BIG_REF, "--ed25519-key", work + "/minisign.key", "--log-key",
+             work + "/log.key"])
+        bundle = open(os.path.join(layout, "log/tile/entries/000.p/1"), "rb").read()
+        with open(work + "/entry", "wb") as f:
+            f.write(bundle[2:2 + int.from_bytes(bundle[:2], "big")])
+        t0 = time.monotonic()
+        run([ferry, "debug-log-fill", layout, "--key", work + "/log.key", "--entry", work + "/entry",
+             "--count", str(size - 1), "--keep-checkpoint", "%d:%s/trusted" % (size - 1000, work)])
+        log("log of %d entries built in %.1f s" % (size, time.monotonic() - t0))
+        open(ready, "w").close()
+    port_file = os.path.join(work, "http.port")
+    server = subprocess.Popen(["/usr/bin/python3", os.path.join(REPO, "scripts/test-http-server.py"), "--root", layout,
+                               "--log", os.path.join(work, "http.log")], stdout=open(port_file, "w"))
+    try:
+        for _ in range(100):
+            if os.path.getsize(port_file) > 0:
+                break
+            time.sleep(0.05)
+        url = "http://127.0.0.1:" + open(port_file).read().split()[1]
+        proof, bundle, verify = [], [], []
+        for _ in range(reps):
+            out = run([ferry, "debug-log-update", url, "--log-key", work + "/log.vkey", "--index", str(size - 500),
+                       "--trusted", work + "/trusted"], capture=True).stdout
+            answer = json.loads(out)
+            proof.append((answer["checkpoint_bytes"] + answer["tile_bytes"]) / 1024)
+            bundle.append(answer["bundle_bytes"] / 1024)
+            verify.append(answer["verify_cpu_ms"])
+        rows = results["rows"]
+
+        def record(name, values, unit):
+            rows[name] = dict(values=values, median=statistics.median(values), unit=unit)
+            log("%-40s median %.3f %s" % (name, rows[name]["median"], unit))
+
+        record("log update: checkpoint + proof tiles", proof, "KiB")
+        record("log update: the entry's bundle", bundle, "KiB")
+        record("log update: helper check CPU", verify, "ms")
+        audit = []
+        for _ in range(1 if not quick else 2):
+            home = os.path.join(work, "audit-home")
+            shutil.rmtree(home, ignore_errors=True)
+            os.makedirs(home)
+            env = dict(os.environ, HOME=home, XDG_CACHE_HOME=home + "/.cache", XDG_CONFIG_HOME=home + "/.config")
+            t0 = time.monotonic()
+            run([ferry, "log", "audit", url, "--log-key", work + "/log.vkey", "--ed25519-key",
+                 work + "/minisign.pub", "--json"], env=env)
+            audit.append(time.monotonic() - t0)
+            shutil.rmtree(home, ignore_errors=True)
+        record("log audit, whole log, cold", audit, "s")
+        results["log_size"] = size
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def table(results):
     r = results["rows"]
     m = lambda k: r[k]["median"]
     lines = []
+    if "meta" not in results:
+        lines.append("Ferry bench, transparency log only (%d entries)" % results["log_size"])
+        lines.append("")
+        lines.append("| measurement | median | ratio | target | ok |")
+        lines.append("|---|---:|---:|---|---|")
+        log_rows(lines, results)
+        return "\n".join(lines)
     meta = results["meta"]
     lines.append("Ferry bench (%s; %d reps; big image %d MiB in 8 gzip layers, %d MiB compressed; %d small files)"
                  % ("quick" if results["quick"] else "full", results["reps"], meta["big_size"] >> 20,
@@ -560,7 +647,23 @@ def table(results):
     fh, oh = m("sha256: ferry debug-hash"), m("sha256: openssl dgst")
     row("sha256 openssl dgst", "%.0f MB/s" % oh, 1.0)
     row("sha256 ferry (DigestHasher)", "%.0f MB/s" % fh, fh / oh, ">= 0.80x openssl", fh / oh >= 0.8)
+    if "log_size" in results:
+        log_rows(lines, results)
     return "\n".join(lines)
+
+
+def log_rows(lines, results):
+    r = results["rows"]
+    m = lambda k: r[k]["median"]
+    n = results["log_size"]
+    proof, bundle = m("log update: checkpoint + proof tiles"), m("log update: the entry's bundle")
+    verify, audit = m("log update: helper check CPU"), m("log audit, whole log, cold")
+    lines.append("| log of %d: one update, checkpoint + proof tiles | %.1f KiB | | <= 64 KiB | %s |"
+                 % (n, proof, "yes" if proof <= 64 else "NO"))
+    lines.append("| log of %d: one update, the entry's bundle | %.1f KiB | | (the new entries) | |" % (n, bundle))
+    lines.append("| log of %d: one update, helper check CPU | %.2f ms | | <= 50 ms | %s |"
+                 % (n, verify, "yes" if verify <= 50 else "NO"))
+    lines.append("| log of %d: ferry log audit, whole log, cold | %.1f s | | | |" % (n, audit))
 
 
 def main():
@@ -571,6 +674,7 @@ def main():
     ap.add_argument("--reps", type=int, default=int(os.environ.get("BENCH_REPS", "0")))
     ap.add_argument("--json")
     ap.add_argument("--generate-only", action="store_true", help="only build (or reuse) the images")
+    ap.add_argument("--log-only", action="store_true", help="only the transparency-log rows")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (private system bus, polkitd, ferry-helper)")
@@ -582,7 +686,11 @@ def main():
         generate(args.work, args.build + "/ferry", (64 << 20) if args.quick else (1 << 30),
                  2000 if args.quick else 20000)
         return
-    results = bench(args)
+    if args.log_only:
+        results = {"reps": args.reps, "quick": args.quick, "rows": {}}
+    else:
+        results = bench(args)
+    bench_log(args, results)
     out = table(results)
     print(out)
     path = args.json or os.path.join(args.work, "results.json")

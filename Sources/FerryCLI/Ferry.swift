@@ -12,7 +12,7 @@ public struct Ferry: AsyncParsableCommand {
             RemoteAddCommand.self, RemoteDeleteCommand.self, RemotesCommand.self, RemoteLsCommand.self,
             InstallCommand.self, UpdateCommand.self, ListCommand.self, InfoCommand.self, UninstallCommand.self,
             RunCommand.self, BuildCommand.self, SignCommand.self, VerifyCommand.self, TUFCommand.self,
-            DebugHashCommand.self, LogCommand.self, HistoryCommand.self, RollbackCommand.self, MirrorCommand.self, WitnessCommand.self,
+            DebugHashCommand.self, DebugLogFillCommand.self, DebugLogUpdateCommand.self, LogCommand.self, HistoryCommand.self, RollbackCommand.self, MirrorCommand.self, WitnessCommand.self,
         ]
     )
 

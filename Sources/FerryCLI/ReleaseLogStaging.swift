@@ -51,6 +51,17 @@ struct ReleaseLogStaging {
             throw FerryError.untrusted("\(ref) \(descriptor.digest.short) is not in the transparency log of remote "
                 + "\(remote.name) at size \(checkpoint.size) (its entry would be \(index))")
         }
+        return try await ReleaseLogStaging.proofFiles(base: base, checkpointData: checkpointData,
+                                                      checkpoint: checkpoint, index: index, trusted: trusted,
+                                                      transport: transport).files
+    }
+
+    /// The staged files for entry `index` under `checkpoint` (whose bytes are `checkpointData`), from the tiles at
+    /// `base`, and how many bytes of entry bundle and of tiles were fetched for them.
+    static func proofFiles(base: String, checkpointData: Data, checkpoint: Checkpoint, index: UInt64, trusted: Data?,
+                           transport: HTTPTransport) async throws
+        -> (files: [String: Data], bundleBytes: Int, tileBytes: Int)
+    {
         let tiles = TileCache(base: base, treeSize: checkpoint.size, transport: transport)
         let bundleIndex = index / UInt64(Tile.fullWidth)
         let bundle = try Tile(entriesAt: bundleIndex,
@@ -60,6 +71,9 @@ struct ReleaseLogStaging {
             throw FerryError.failed("\(base)/log/\(bundle.path): not found")
         }
         let entries = try EntryBundle.decode(bundleData, count: bundle.width, what: bundle.path)
+        guard entries.indices.contains(Int(index % UInt64(Tile.fullWidth))) else {
+            throw FerryError.failed("\(base)/log/\(bundle.path) has no entry \(index)")
+        }
         let entry = entries[Int(index % UInt64(Tile.fullWidth))]
         let inclusion = try await tiles.compute {
             try MerkleTree.inclusionProof(index: index, size: checkpoint.size, reader: $0)
@@ -74,7 +88,7 @@ struct ReleaseLogStaging {
             }
             files["log/\(ReleaseProof.consistencyFileName)"] = ReleaseProof.consistencyFile(old: old, proof: proof)
         }
-        return files
+        return (files, bundleData.count, tiles.fetchedBytes)
     }
 }
 
@@ -85,6 +99,8 @@ final class TileCache {
     let treeSize: UInt64
     let transport: HTTPTransport
     private var tiles: [Tile: [MerkleHash]] = [:]
+    /// Bytes of tiles fetched so far.
+    private(set) var fetchedBytes = 0
 
     private struct Missing: Error {
         var tile: Tile
@@ -110,6 +126,7 @@ final class TileCache {
                     throw FerryError.failed("\(url): not found")
                 }
                 tiles[missing.tile] = try missing.tile.decodeHashes(data)
+                fetchedBytes += data.count
             }
         }
         throw FerryError.failed("\(base)/log: a proof needed more tiles than a tree has levels")

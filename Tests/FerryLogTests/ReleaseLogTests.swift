@@ -152,4 +152,25 @@ final class ReleaseLogTests: XCTestCase {
         // The audit reads the mirror as it reads the origin.
         XCTAssertTrue(try audit("usb").out.contains("example.com/apps/log: 3 entries"))
     }
+
+    /// The short version of `make bench-log`: one update's log work on a log of 70,000 entries (past a tile level)
+    /// fetches the checkpoint and proof tiles within the benchmark's 64 KiB bound, and the offline check passes.
+    func testOneUpdatesLogWorkOnALargeLogStaysSmall() throws {
+        try ferry(["build", "app", "layout", "--ref", Self.ref, "--command", "/bin/hello"])
+        try ferry(["log", "init", "layout", "--key", "log.key"])
+        try release("v1", timestamp: 1_700_000_000)
+        let bundle = try Data(contentsOf: URL(fileURLWithPath: temp.file("layout/log/tile/entries/000.p/1")))
+        try Data(bundle.dropFirst(2)).write(to: URL(fileURLWithPath: temp.file("entry")))
+        try ferry(["debug-log-fill", "layout", "--key", "log.key", "--entry", "entry", "--count", "69999",
+                   "--keep-checkpoint", "69000:trusted"])
+        let server = try StaticServer(root: temp.file("layout"), scratch: temp)
+        defer { server.stop() }
+        let out = try ferry(["debug-log-update", server.url, "--log-key", "log.vkey", "--index", "69500",
+                             "--trusted", "trusted"]).out
+        let answer = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any])
+        XCTAssertEqual(answer["size"] as? Int, 70_000)
+        let proofBytes = (answer["checkpoint_bytes"] as? Int ?? 0) + (answer["tile_bytes"] as? Int ?? 0)
+        XCTAssertGreaterThan(proofBytes, 0)
+        XCTAssertLessThanOrEqual(proofBytes, 64 * 1024, out)
+    }
 }
