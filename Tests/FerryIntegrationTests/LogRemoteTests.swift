@@ -204,4 +204,26 @@ final class LogRemoteTests: SystemTestCase {
         XCTAssertEqual(install.status, 0, install.err)
         XCTAssertEqual(try fixture.agent("ferryt-carol", "run", ref).out, "hello v3 \n")
     }
+
+    /// The same checks in a per-user install: the user's engine keeps its own trusted checkpoint.
+    func testAUserInstallChecksTheLogToo() throws {
+        let carol = "ferryt-carol"
+        let add = try fixture.testbed.agent(carol, ["remote-add", "--user", "mine", fixture.server.url,
+                                                    "--ed25519-key", fixture.publisher.publicKey,
+                                                    "--log-key", keys + "/log.vkey", "--witness", keys + "/w1.vkey"])
+        XCTAssertEqual(add.status, 0, add.err)
+        let install = try fixture.testbed.agent(carol, ["install", "--user", "mine", ref])
+        XCTAssertEqual(install.status, 0, install.err)
+        let trusted = try fixture.testbed.home(carol) + "/.local/share/ferry/log/mine/checkpoint"
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: trusted)),
+                       try Data(contentsOf: URL(fileURLWithPath: servedCheckpoint)))
+        try publish("v2", timestamp: 1_700_000_100, witnessed: false)
+        let refused = try fixture.testbed.agent(carol, ["update", "--user"])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.err.contains("has 0 of the 1 witness cosignatures required"), refused.err)
+        try witnessLog()
+        let update = try fixture.testbed.agent(carol, ["update", "--user"])
+        XCTAssertEqual(update.status, 0, update.err)
+        XCTAssertTrue(try String(contentsOfFile: trusted, encoding: .utf8).hasPrefix("example.com/apps/log\n2\n"))
+    }
 }
