@@ -17,7 +17,7 @@ struct Agent {
         progress = ProgressReporter(style: quiet ? .quiet : nil)
     }
 
-    enum Result {
+    enum Result: Sendable {
         case changed(TimestampPolicy.Decision, Digest)
         case upToDate(Digest)
     }
@@ -96,18 +96,23 @@ struct Agent {
             if outcome.decision == .nothingToDo { return .upToDate(outcome.digest) }
             return .changed(outcome.decision, outcome.digest)
         case .system:
-            let client = try HelperClient()
-            let before = try client.listInstalled().first { $0.ref == ref }
             // The helper reads the staging directory as root through the descriptor; it must be able to
             // reach nothing else, but the directory itself needs no special mode.
             let options = Helper1.DeployOptions(allowDowngrade: allowDowngrade, switchRemote: switchRemote,
                                                 allowStale: allowStale, interactive: interactive)
-            let digest = try client.deploy(staging: staged.path, remote: remote.name, ref: ref, options: options,
-                                           progress: progress)
-            guard let before else { return .changed(.install, digest) }
-            if before.digest == digest { return .upToDate(digest) }
-            let after = try client.listInstalled().first { $0.ref == ref }
-            return .changed((after?.timestamp ?? 0) < before.timestamp ? .downgrade : .update, digest)
+            let (path, name, progress) = (staged.path, remote.name, progress)
+            // The call blocks for the whole deploy (polkit may show a dialog): on a thread of its own, never on
+            // the cooperative pool.
+            return try await onOwnThread {
+                let client = try HelperClient()
+                let before = try client.listInstalled().first { $0.ref == ref }
+                let digest = try client.deploy(staging: path, remote: name, ref: ref, options: options,
+                                               progress: progress)
+                guard let before else { return .changed(.install, digest) }
+                if before.digest == digest { return .upToDate(digest) }
+                let after = try client.listInstalled().first { $0.ref == ref }
+                return .changed((after?.timestamp ?? 0) < before.timestamp ? .downgrade : .update, digest)
+            }
         }
     }
 }

@@ -115,7 +115,8 @@ public final class Fetcher: Sendable {
         let partial = "\(partialDirectory)/\(descriptor.digest.hex)"
         // Two agents of one user fetching the same blob share its partial file: one waits for the other, then
         // finds the blob cached. Without this they interleave writes and race on the rename.
-        let lock = try FileLock(path: partial + ".lock")
+        let lockPath = partial + ".lock"
+        let lock = try await onOwnThread { try FileLock(path: lockPath) }
         defer { lock.unlock() }
         if isCached(descriptor) {
             unlink(partial + ".lock")
