@@ -9,7 +9,7 @@ import Foundation
 /// Full tiles never change, so one already in the directory is kept (whoever reads the copy verifies it against the
 /// checkpoint: ``LogVerifier``); partial tiles and the checkpoint are fetched every time. The checkpoint is written
 /// last, so an interrupted copy leaves the previous checkpoint with all its tiles, and the copy is a log by itself.
-struct LogDownload {
+struct LogDownload: Sendable {
     let base: String
     let transport: HTTPTransport
 
@@ -25,20 +25,37 @@ struct LogDownload {
         guard let data = try await checkpointData() else { return nil }
         let checkpoint = try logKey.map { try Checkpoint.open(data, logKey: $0).checkpoint }
             ?? Checkpoint(text: try SignedNote(data).text)
-        for tile in LogDownload.tiles(treeSize: checkpoint.size) {
-            let path = directory + "/" + tile.path
-            if !tile.isPartial, FileManager.default.fileExists(atPath: path) { continue }
-            let limit = tile.isEntryBundle ? EntryBundle.maxSize : Tile.fullWidth * MerkleHash.size
-            guard let bytes = try await transport.fetch(base + "/log/" + tile.path, maxSize: limit) else {
-                throw FerryError.failed("\(base)/log/\(tile.path): not found (the checkpoint has \(checkpoint.size) "
-                    + "entries)")
+        let needed = LogDownload.tiles(treeSize: checkpoint.size).filter { tile in
+            tile.isPartial || !FileManager.default.fileExists(atPath: directory + "/" + tile.path)
+        }
+        // A few requests in flight: a log of a million entries is thousands of small files.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var running = 0
+            for tile in needed {
+                if running >= LogDownload.parallelism {
+                    try await group.next()
+                    running -= 1
+                }
+                group.addTask { try await self.fetch(tile, into: directory, size: checkpoint.size) }
+                running += 1
             }
-            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
-                                                    withIntermediateDirectories: true)
-            try AtomicFile.write(bytes, to: path)
+            try await group.waitForAll()
         }
         try AtomicFile.write(data, to: directory + "/checkpoint")
         return data
+    }
+
+    static let parallelism = 8
+
+    private func fetch(_ tile: Tile, into directory: String, size: UInt64) async throws {
+        let path = directory + "/" + tile.path
+        let limit = tile.isEntryBundle ? EntryBundle.maxSize : Tile.fullWidth * MerkleHash.size
+        guard let bytes = try await transport.fetch(base + "/log/" + tile.path, maxSize: limit) else {
+            throw FerryError.failed("\(base)/log/\(tile.path): not found (the checkpoint has \(size) entries)")
+        }
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent,
+                                                withIntermediateDirectories: true)
+        try AtomicFile.write(bytes, to: path)
     }
 
     /// Every hash tile and entry bundle of a tree of `size` entries, leaves first.
