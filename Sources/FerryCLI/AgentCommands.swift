@@ -44,10 +44,30 @@ struct Agent {
             for (name, data) in found.files { tufFiles["\(Freshness.stagedDirectory)/\(name)"] = data }
             tufTarget = found.target
         }
+        let logPolicy = try LogPolicy.of(remote)
+        // The log proof for the installing side, from the size it trusts (its checkpoint is world-readable).
+        let trustedCheckpoint = FileManager.default.contents(
+            atPath: (scope == .system ? context.systemPaths : context.userPaths).log(remote.name) + "/checkpoint")
+        var logFiles: [String: Data] = [:]
+        if let logPolicy {
+            logFiles = try await ReleaseLogStaging(remote: remote, policy: logPolicy, transport: .shared)
+                .files(ref: ref, descriptor: resolved.0, trusted: trustedCheckpoint, allowStale: allowStale)
+        }
         if let installedDigest, resolved.0.digest == installedDigest {
             if tufTarget != nil {
                 try await checkInstallingSideFreshness(remote: remote, ref: ref, descriptor: resolved.0,
                                                        files: tufFiles, scope: scope, allowStale: allowStale)
+            }
+            if let logPolicy {
+                // Nothing installs, but "up to date" must not rest on a forked, unwitnessed or stale view of the log.
+                let proof = try ReleaseProof(parsing: logFiles["log/\(ReleaseProof.fileName)"] ?? Data())
+                do {
+                    _ = try proof.verify(policy: logPolicy, trusted: trustedCheckpoint,
+                                         consistency: logFiles["log/\(ReleaseProof.consistencyFileName)"],
+                                         now: unixNow(), allowStale: allowStale)
+                } catch let fork as LogForkError {
+                    throw FerryError.untrusted(fork.message)
+                }
             }
             return .upToDate(installedDigest)
         }
@@ -55,15 +75,7 @@ struct Agent {
         guard !keys.isEmpty else {
             throw FerryError.untrusted("remote \(remote.name) has no trusted keys; nothing can be verified")
         }
-        var extraFiles = tufFiles
-        if let policy = try LogPolicy.of(remote) {
-            // The log proof for the installing side, from the size it trusts (its checkpoint is world-readable).
-            let paths = scope == .system ? context.systemPaths : context.userPaths
-            let trusted = FileManager.default.contents(atPath: paths.log(remote.name) + "/checkpoint")
-            let files = try await ReleaseLogStaging(remote: remote, policy: policy, transport: .shared)
-                .files(ref: ref, descriptor: resolved.0, trusted: trusted, allowStale: allowStale)
-            extraFiles.merge(files) { _, new in new }
-        }
+        let extraFiles = tufFiles.merging(logFiles) { _, new in new }
         let staged = try await fetcher.stage(remote: remote, ref: ref, resolved: resolved, extraFiles: extraFiles) {
             descriptor, _, signatures in
             // Checked before any layer is downloaded: a forged or mixed-up image costs no bandwidth.
@@ -293,8 +305,9 @@ struct UpdateCommand: AsyncParsableCommand {
     {
         await withTaskGroup(of: (RemoteName, [Ref: Digest])?.self) { group in
             for name in names {
+                // TUF and log remotes take the full path: "up to date" must pass their freshness checks too.
                 guard let remote = try? context.remote(name.string, for: scope), !remote.isRegistry,
-                    remote.tufRoot == nil, let source = try? remote.source()
+                    remote.tufRoot == nil, remote.logKey == nil, let source = try? remote.source()
                 else { continue }
                 group.addTask {
                     guard let refs = try? await source.refs() else { return nil }

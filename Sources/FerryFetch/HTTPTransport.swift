@@ -127,14 +127,29 @@ public final class HTTPTransport: Sendable {
             }
         }
         if url.hasPrefix("file://") {
-            let data = try readFileURL(url, maxSize: Int(descriptor.size)).body
+            // A directory remote (a USB stick): streamed and verified like a download, never read whole.
+            guard let parsed = URL(string: url), parsed.isFileURL else { throw FerryError.invalidArgument("bad URL \(url)") }
+            let source = open(parsed.path, O_RDONLY | O_CLOEXEC)
+            guard source >= 0 else {
+                if errno == ENOENT { throw FerryError.failed("\(url): not found") }
+                throw ioError("open \(parsed.path)")
+            }
+            defer { close(source) }
             _ = ftruncate(fd, 0)
             _ = lseek(fd, 0, SEEK_SET)
             var fresh = BlobVerifier(descriptor)
-            try fresh.consume(data)
-            try writeAll(fd: fd, data: data, what: path)
-            try fresh.finish()
-            received(data.count)
+            do {
+                try readChunks(fd: source, what: url) { chunk in
+                    try fresh.consume(chunk)
+                    try writeAll(fd: fd, data: chunk, what: path)
+                    received(chunk.count)
+                }
+                try fresh.finish()
+            } catch let error as FerryError {
+                _ = ftruncate(fd, 0)
+                throw error.prefixed(url)
+            }
+            guard fsync(fd) == 0 else { throw ioError("fsync \(path)") }
             return
         }
         let range = existing > 0 ? [("Range", "bytes=\(existing)-")] : []

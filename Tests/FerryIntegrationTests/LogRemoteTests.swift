@@ -154,6 +154,27 @@ final class LogRemoteTests: SystemTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: fixture.stateRoot + "/log/demo/" + evidence[0]))
     }
 
+    /// With nothing new to install, an update still refuses a forked log instead of saying "up to date".
+    func testAnUpToDateUpdateStillRefusesAFork() throws {
+        try bless(witnesses: false)
+        XCTAssertEqual(try install().status, 0)
+        XCTAssertTrue(try fixture.agent("ferryt-bob", "update", "--system", "--no-interaction").out
+            .contains("up to date"))
+        try FileManager.default.removeItem(atPath: fixture.publisher.layout + "/log")
+        try Command.check([BuiltProducts.ferry, "log", "init", fixture.publisher.layout, "--key", keys + "/log.key"])
+        try fixture.scratch.write("bogus", "not what the users saw")
+        try Command.check([BuiltProducts.ferry, "log", "append", fixture.publisher.layout, "--key", keys + "/log.key",
+                           fixture.scratch.file("bogus"), fixture.scratch.file("bogus")])
+        try Command.check(["chmod", "-R", "a+rX", fixture.publisher.layout])
+        let before = fixture.snapshot()
+        let update = try fixture.agent("ferryt-bob", "update", "--system", "--no-interaction")
+        XCTAssertEqual(update.status, 1, update.out)
+        XCTAssertTrue(update.err.contains("the log of example.com/apps/log forked: it does not extend the checkpoint "
+            + "trusted before"), update.err)
+        XCTAssertFalse(update.out.contains("up to date"), update.out)
+        XCTAssertUnchanged(before, fixture.snapshot())
+    }
+
     func testAnOldWitnessedViewNeedsAllowStaleAndAnAdministrator() throws {
         try bless(extra: ["--max-age", "1"])
         sleep(2)

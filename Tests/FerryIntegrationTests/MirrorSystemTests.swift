@@ -116,7 +116,7 @@ final class MirrorSystemTests: SystemTestCase {
         XCTAssertEqual(blob.status, 1)
         let short = "sha256:" + layer.suffix(64).prefix(12)
         XCTAssertEqual(blob.err.split(separator: "\n").last.map(String.init),
-                       "ferry: usb \(ref): blob \(short): blob \(short) has digest \(Digest.of(bad).short)")
+                       "ferry: usb \(ref): blob \(short): file://\(layer): blob \(short) has digest \(Digest.of(bad).short)")
         XCTAssertUnchanged(before, fixture.snapshot())
         try original.write(to: URL(fileURLWithPath: layer))
 
