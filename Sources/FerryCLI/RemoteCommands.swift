@@ -17,7 +17,11 @@ struct RemoteAddCommand: AsyncParsableCommand {
 
     @OptionGroup var scope: ScopeOptions
     @Argument(help: "A name for the remote.") var name: String
-    @Argument(help: "Base URL or directory of a static OCI layout, or with --registry a registry repository prefix.") var url: String
+    @Argument(help: "Base URL or directory of a static OCI layout, or with --registry a registry repository prefix.")
+    var url: String?
+    @Option(help: "A .ferryrepo file or URL naming the URL, mirrors, keys, log, witnesses and TUF root in one step.")
+    var from: String?
+    @Flag(help: "With --from: trust the keys it names without asking (for scripts).") var assumeYes = false
     @Flag(help: "The URL is an OCI distribution registry (https://host/ns).") var registry = false
     @Option(name: .customLong("ed25519-key"), help: "A trusted minisign public key file.") var ed25519Keys: [String] = []
     @Option(name: .customLong("gpg-key"), help: "A trusted OpenPGP public key file.") var gpgKeys: [String] = []
@@ -39,8 +43,78 @@ struct RemoteAddCommand: AsyncParsableCommand {
         discussion: "Lifts the refusal a forked log left (the evidence stays).")) var resetTrust = false
     @Flag(help: "Never prompt, not even for polkit authentication.") var noInteraction = false
 
+    func validate() throws {
+        if (url == nil) == (from == nil) { throw ValidationError("give the remote's URL, or --from FILE|URL") }
+        if from != nil, registry || !ed25519Keys.isEmpty || !gpgKeys.isEmpty || tufRoot != nil || !mirrors.isEmpty
+            || signatureLookaside != nil || signedIdentity != nil || logKey != nil || !witnesses.isEmpty
+            || witnessQuorum != nil || maxAge != nil
+        {
+            throw ValidationError("--from names the remote's settings and keys itself: give no other")
+        }
+    }
+
     func run() async throws {
         let name = try RemoteName(name)
+        let remote: Remote
+        if let from {
+            remote = try await remoteFromFile(from, name: name)
+        } else {
+            remote = try remoteFromOptions(name)
+        }
+        try store(remote)
+    }
+
+    /// The remote a `.ferryrepo` describes, once its keys were shown and accepted.
+    func remoteFromFile(_ source: String, name: RemoteName) async throws -> Remote {
+        let location = Remote.location(source)
+        let data: Data
+        if location.contains("://") {
+            guard let fetched = try await HTTPTransport.shared.fetch(location, maxSize: RemoteFile.maxSize) else {
+                throw FerryError(.notInstalled, "\(source): not found")
+            }
+            data = fetched
+        } else {
+            guard let read = FileManager.default.contents(atPath: source) else {
+                throw FerryError.invalidArgument("cannot read \(source)")
+            }
+            data = read
+        }
+        let remote = try RemoteFile(name: name, parsing: data, source: source).remote
+        let keys = try TrustedKeys(remote: remote)
+        let fingerprints = keys.gpg.isEmpty ? [] : try GPG.fingerprints(of: keys.gpg)
+        if let root = remote.tufRoot { try Freshness.validateRoot(root) }
+        let policy = try LogPolicy.of(remote)
+        var lines = ["remote \(name) (\(scope.explicit ?? .user)) from \(source):", "  url: \(remote.url)"]
+        lines += remote.mirrors.map { "  mirror: \($0)" }
+        lines += keys.ed25519.map { "  ed25519 key \($0.keyID) (minisign)" }
+        lines += fingerprints.map { "  GPG key \($0)" }
+        if let policy {
+            lines.append("  transparency log \(policy.logKey.name), key \(policy.logKey)")
+            lines += policy.witnesses.map { "  witness \($0)" }
+            if !policy.witnesses.isEmpty { lines.append("  witness quorum \(policy.quorum)") }
+            if let maxAge = policy.maxAge { lines.append("  max-age \(maxAge) s") }
+        }
+        if let root = remote.tufRoot { lines.append("  TUF root \(Digest.of(root))") }
+        if location.contains("://") && !location.hasPrefix("file://") {
+            lines.append("This file came over the network: it is a convenience, not a source of trust. Check these "
+                + "fingerprints with the publisher before you accept them.")
+        }
+        print(lines.joined(separator: "\n"))
+        if !assumeYes {
+            guard !noInteraction, isatty(0) != 0 else {
+                throw FerryError.invalidArgument("remote \(name): nothing trusted; accept the keys above with "
+                    + "--assume-yes, or run this on a terminal to be asked")
+            }
+            FileHandle.standardError.write(Data("Trust these keys for remote \(name)? [y/N] ".utf8))
+            guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else {
+                throw FerryError.failed("remote \(name): not added (declined)")
+            }
+        }
+        return remote
+    }
+
+    /// The remote the command-line options describe.
+    func remoteFromOptions(_ name: RemoteName) throws -> Remote {
         let keys = try TrustedKeys.load(ed25519Files: ed25519Keys, gpgFiles: gpgKeys)
         // Check every key before storing anything: a typo should fail here, not at the first install.
         if !keys.gpg.isEmpty { _ = try GPG.fingerprints(of: keys.gpg) }
@@ -54,7 +128,7 @@ struct RemoteAddCommand: AsyncParsableCommand {
             tufData = data
         }
         // A directory (a mirror made by `ferry mirror`, a USB stick) is a `file://` URL.
-        var remote = Remote(name: name, url: Remote.location(url), isRegistry: registry,
+        var remote = Remote(name: name, url: Remote.location(url ?? ""), isRegistry: registry,
                             mirrors: mirrors.map(Remote.location), signatureLookaside: signatureLookaside,
                             ed25519Keys: keys.ed25519.map(\.fileText),
                             gpgKeys: keys.gpg, tufRoot: tufData, signedIdentity: signedIdentity)
@@ -64,6 +138,13 @@ struct RemoteAddCommand: AsyncParsableCommand {
         remote.maxAge = maxAge
         try remote.validate()
         _ = try LogPolicy.of(remote)
+        return remote
+    }
+
+    /// Stores the remote in the scope asked for (system: through the helper, after polkit).
+    func store(_ remote: Remote) throws {
+        let name = remote.name
+        let keys = try TrustedKeys(remote: remote)
         let target = scope.explicit ?? .user
         switch target {
         case .user:

@@ -247,4 +247,52 @@ final class LogRemoteTests: SystemTestCase {
         XCTAssertEqual(update.status, 0, update.err)
         XCTAssertTrue(try String(contentsOfFile: trusted, encoding: .utf8).hasPrefix("example.com/apps/log\n2\n"))
     }
+
+    /// A `.ferryrepo` served next to the layout blesses the remote in one step: URL, key, log key and witness. It
+    /// came over the network, so the command says it is not a source of trust, and trusts nothing unasked.
+    func testAFerryrepoBlessesTheRemoteWithItsLogInOneStep() throws {
+        let key = try String(contentsOfFile: fixture.publisher.publicKey, encoding: .utf8)
+            .split(separator: "\n").last.map(String.init) ?? ""
+        func vkey(_ name: String) throws -> String {
+            try String(contentsOfFile: keys + "/\(name).vkey", encoding: .utf8).trimmingCharacters(in: .newlines)
+        }
+        try Data("""
+            url = "\(fixture.server.url)"
+            ed25519-keys = ["\(key)"]
+            log-key = "\(try vkey("log"))"
+            witness-keys = ["\(try vkey("w1"))"]
+            max-age = 3600
+            """.utf8).write(to: URL(fileURLWithPath: fixture.publisher.layout + "/demo.ferryrepo"))
+        try Command.check(["chmod", "a+r", fixture.publisher.layout + "/demo.ferryrepo"])
+        let url = fixture.server.url + "/demo.ferryrepo"
+        let before = fixture.snapshot()
+        let unasked = try fixture.testbed.agent("ferryt-alice", ["remote-add", "--system", "demo", "--from", url,
+                                                                 "--no-interaction"])
+        XCTAssertEqual(unasked.status, 1)
+        XCTAssertTrue(unasked.out.contains("  ed25519 key "), unasked.out)
+        XCTAssertTrue(unasked.out.contains("  transparency log example.com/apps/log, key example.com/apps/log+"),
+                      unasked.out)
+        XCTAssertTrue(unasked.out.contains("it is a convenience, not a source of trust"), unasked.out)
+        XCTAssertEqual(unasked.err, "ferry: remote demo: nothing trusted; accept the keys above with --assume-yes, or "
+            + "run this on a terminal to be asked\n")
+        XCTAssertUnchanged(before, fixture.snapshot())
+
+        let add = try fixture.testbed.agent("ferryt-alice", ["remote-add", "--system", "demo", "--from", url,
+                                                             "--assume-yes", "--no-interaction"])
+        XCTAssertEqual(add.status, 0, add.err)
+        let stored = try String(contentsOfFile: fixture.testbed.root + "/etc/ferry/remotes.d/demo.toml", encoding: .utf8)
+        XCTAssertTrue(stored.contains("log-key = 'example.com/apps/log+"), stored)
+        XCTAssertTrue(stored.contains("max-age = 3600"), stored)
+        let install = try install()
+        XCTAssertEqual(install.status, 0, install.err)
+        XCTAssertEqual(try fixture.agent("ferryt-carol", "run", ref).out, "hello v1 \n")
+
+        // A threshold this version cannot enforce is refused, not ignored.
+        try fixture.scratch.write("threshold.ferryrepo", "url = \"\(fixture.server.url)\"\nkey-threshold = 2\n")
+        let threshold = try fixture.testbed.agent("ferryt-alice", ["remote-add", "--user", "t", "--from",
+                                                                   fixture.scratch.file("threshold.ferryrepo"),
+                                                                   "--assume-yes"])
+        XCTAssertEqual(threshold.status, 1)
+        XCTAssertTrue(threshold.err.contains("key-threshold 2 is not supported yet"), threshold.err)
+    }
 }
