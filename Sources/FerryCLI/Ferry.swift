@@ -10,6 +10,7 @@ public struct Ferry: AsyncParsableCommand {
         version: FerryVersion.string,
         subcommands: [
             RemoteAddCommand.self, RemoteDeleteCommand.self, RemotesCommand.self, RemoteLsCommand.self,
+            RemoteInfoCommand.self,
             InstallCommand.self, UpdateCommand.self, ListCommand.self, InfoCommand.self, UninstallCommand.self,
             RunCommand.self, BuildCommand.self, SignCommand.self, VerifyCommand.self, TUFCommand.self,
             DebugHashCommand.self, DebugLogFillCommand.self, DebugLogUpdateCommand.self, LogCommand.self, HistoryCommand.self, RollbackCommand.self, MirrorCommand.self, WitnessCommand.self,

@@ -266,3 +266,68 @@ struct RemoteLsCommand: AsyncParsableCommand {
         }
     }
 }
+
+/// `ferry remote-info NAME`: a remote's keys and fingerprints, its log (trusted and served checkpoints, witnesses,
+/// the age of the newest cosignature) and its freshness, for an administrator checking what is trusted.
+struct RemoteInfoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "remote-info", abstract: "Show a remote's keys, log, witnesses and freshness.")
+
+    @OptionGroup var scope: ScopeOptions
+    @Argument(help: "The remote's name.") var name: String
+
+    func run() async throws {
+        let context = AgentContext()
+        let target = scope.explicit ?? ((try? context.userRemotes.load(try RemoteName(name))) != nil ? .user : .system)
+        let remote = try context.remote(name, for: target)
+        let keys = try TrustedKeys(remote: remote)
+        var lines = ["remote \(remote.name) (\(target)): \(remote.url)\(remote.isRegistry ? " (registry)" : "")"]
+        lines += remote.mirrors.map { "  mirror: \($0)" }
+        lines += keys.ed25519.map { "  ed25519 key \($0.keyID): active" }
+        lines += (keys.gpg.isEmpty ? [] : try GPG.fingerprints(of: keys.gpg)).map { "  GPG key \($0): active" }
+        if let root = remote.tufRoot { lines.append("  TUF root \(Digest.of(root))") }
+        if let identity = remote.signedIdentity { lines.append("  signed identity \(identity)") }
+        if let policy = try LogPolicy.of(remote) {
+            lines.append("  transparency log \(policy.logKey.name), key \(policy.logKey)")
+            lines += policy.witnesses.map { "  witness \($0)" }
+            lines.append("  witness quorum \(policy.quorum), max-age " + (policy.maxAge.map { "\($0) s" } ?? "none"))
+            let paths = target == .system ? context.systemPaths : context.userPaths
+            if let trusted = FileManager.default.contents(atPath: paths.log(remote.name) + "/checkpoint"),
+                let checkpoint = try? Checkpoint.open(trusted, logKey: policy.logKey).checkpoint
+            {
+                lines.append("  trusted checkpoint: \(checkpoint.size) entries, root \(checkpoint.rootHash.base64)")
+            } else {
+                lines.append("  trusted checkpoint: none yet")
+            }
+            if let refused = FileManager.default.contents(atPath: paths.log(remote.name) + "/refused") {
+                lines.append("  REFUSED: " + String(decoding: refused, as: UTF8.self))
+            }
+            lines.append("  served checkpoint: " + (await servedCheckpoint(remote, policy: policy)))
+        }
+        print(lines.joined(separator: "\n"))
+    }
+
+    /// The remote's current checkpoint, its cosignatures and their age, or why it cannot be read.
+    func servedCheckpoint(_ remote: Remote, policy: LogPolicy) async -> String {
+        let base = remote.url.hasSuffix("/") ? String(remote.url.dropLast()) : remote.url
+        do {
+            guard let data = try await HTTPTransport.shared.fetch(base + "/log/checkpoint", maxSize: SignedNote.maxSize)
+            else {
+                return "none served"
+            }
+            let opened = try Checkpoint.open(data, logKey: policy.logKey, witnesses: policy.witnesses)
+            let cosignatures = opened.verified.filter { $0.key != policy.logKey }
+            var text = "\(opened.checkpoint.size) entries, \(cosignatures.count) of \(policy.quorum) cosignatures"
+            if let newest = cosignatures.map(\.timestamp).max() {
+                let age = unixNow() - Int64(newest)
+                text += ", newest \(age) s old"
+                if let maxAge = policy.maxAge { text += age <= maxAge ? " (fresh)" : " (STALE: max-age \(maxAge) s)" }
+            }
+            return text
+        } catch let error as FerryError {
+            return "unreadable: \(error.message)"
+        } catch {
+            return "unreadable: \(error)"
+        }
+    }
+}

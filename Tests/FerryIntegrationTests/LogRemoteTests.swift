@@ -286,6 +286,14 @@ final class LogRemoteTests: SystemTestCase {
         let install = try install()
         XCTAssertEqual(install.status, 0, install.err)
         XCTAssertEqual(try fixture.agent("ferryt-carol", "run", ref).out, "hello v1 \n")
+        let info = try fixture.agent("ferryt-carol", "remote-info", "demo")
+        XCTAssertEqual(info.status, 0, info.err)
+        for line in ["remote demo (system): \(fixture.server.url)", "  transparency log example.com/apps/log, key ",
+                     "  witness quorum 1, max-age 3600 s", "  trusted checkpoint: 1 entries, root ",
+                     "  served checkpoint: 1 entries, 1 of 1 cosignatures, newest "] {
+            XCTAssertTrue(info.out.contains(line), "\(line)\n\(info.out)")
+        }
+        XCTAssertTrue(info.out.contains(" s old (fresh)"), info.out)
 
         // A threshold this version cannot enforce is refused, not ignored.
         try fixture.scratch.write("threshold.ferryrepo", "url = \"\(fixture.server.url)\"\nkey-threshold = 2\n")
