@@ -37,7 +37,8 @@ struct RemoteAddCommand: AsyncParsableCommand {
     @Option(name: .customLong("witness"), help: "A witness key (.vkey file or string) whose cosignatures count.")
     var witnesses: [String] = []
     @Option(help: "Witness cosignatures a checkpoint needs (default: all witnesses).") var witnessQuorum: Int?
-    @Option(help: "How old, in seconds, the newest witness cosignature may be.") var maxAge: Int64?
+    @Option(help: "How old, in seconds, the newest witness cosignature may be (default with witnesses: 7 days; 0: no bound).")
+    var maxAge: Int64?
     @Flag(help: ArgumentHelp(
         "Start the remote's trust afresh: its rollback records and its trusted log checkpoint.",
         discussion: "Lifts the refusal a forked log left (the evidence stays).")) var resetTrust = false

@@ -34,8 +34,18 @@ public struct Remote: Sendable, Equatable {
     public var witnessKeys: [String] = []
     /// Witness cosignatures a checkpoint needs; default: every witness named.
     public var witnessQuorum: Int?
-    /// How old (seconds) the newest witness cosignature may be when the remote is used; `nil`: no bound.
+    /// How old (seconds) the newest witness cosignature may be when the remote is used; `nil`: the default (7 days
+    /// when the remote has witnesses), `0`: no bound.
     public var maxAge: Int64?
+
+    /// The default `max-age` of a remote with witnesses: 7 days.
+    public static let defaultMaxAge: Int64 = 7 * 24 * 3600
+
+    /// The bound in force, in seconds; `nil` when there is none (no witnesses, or `max-age = 0`).
+    public var effectiveMaxAge: Int64? {
+        if let maxAge { return maxAge == 0 ? nil : maxAge }
+        return witnessKeys.isEmpty ? nil : Remote.defaultMaxAge
+    }
 
     /// The quorum in force: the configured one, or every witness.
     public var effectiveWitnessQuorum: Int { witnessQuorum ?? witnessKeys.count }
@@ -101,7 +111,7 @@ public struct Remote: Sendable, Equatable {
         if !witnessKeys.isEmpty || witnessQuorum != nil || maxAge != nil, logKey == nil {
             throw FerryError.invalidArgument("witnesses, a quorum and max-age need a log key")
         }
-        if let maxAge, maxAge <= 0 { throw FerryError.invalidArgument("max-age must be positive") }
+        if let maxAge, maxAge < 0 { throw FerryError.invalidArgument("max-age must not be negative") }
         if let signedIdentity {
             try Remote.validateIdentityPrefix(signedIdentity)
             guard !isRegistry else {

@@ -121,7 +121,7 @@ extension LogPolicy {
             throw FerryError.invalidArgument("remote \(remote.name): a witness key is not a cosignature/v1 key")
         }
         return LogPolicy(logKey: key, witnesses: witnesses, quorum: remote.effectiveWitnessQuorum,
-                         maxAge: remote.maxAge)
+                         maxAge: remote.effectiveMaxAge)
     }
 }
 

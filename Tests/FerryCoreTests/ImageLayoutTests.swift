@@ -148,6 +148,19 @@ final class RemoteStoreTests: XCTestCase {
         XCTAssertEqual(layoutRemote.identity(for: try Ref("a/b/c")), "a/b/c")
     }
 
+    func testMaxAgeDefaultsToSevenDaysWithWitnessesAndZeroTurnsItOff() throws {
+        var remote = Remote(name: try RemoteName("r"), url: "https://x.example/apps")
+        remote.logKey = "example.com/log+01020304+AQ=="
+        XCTAssertNil(remote.effectiveMaxAge)
+        remote.witnessKeys = ["w.example+01020304+BA=="]
+        XCTAssertEqual(remote.effectiveMaxAge, 7 * 24 * 3600)
+        remote.maxAge = 0
+        XCTAssertNil(remote.effectiveMaxAge)
+        XCTAssertNoThrow(try remote.validate())
+        remote.maxAge = -1
+        XCTAssertThrowsError(try remote.validate())
+    }
+
     func testALayoutWithASignedIdentityNamesItsRefsAsTheRegistryDid() throws {
         let mirror = Remote(name: try RemoteName("m"), url: "file:///media/usb", signedIdentity: "127.0.0.1:5000/ns")
         XCTAssertNoThrow(try mirror.validate())
