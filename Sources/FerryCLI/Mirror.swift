@@ -85,8 +85,9 @@ struct Mirror {
         // The transparency log, whole (its clients verify it; full tiles already here are kept).
         if !remote.isRegistry, let base = remote.baseURLs.first {
             let trimmed = base.hasSuffix("/") ? String(base.dropLast()) : base
+            // A logged remote's checkpoint is checked against its log key before anything is fetched.
             if let data = try await LogDownload(base: trimmed, transport: transport)
-                .copy(into: destination + "/log", logKey: nil)
+                .copy(into: destination + "/log", logKey: try LogPolicy.of(remote)?.logKey)
             {
                 report.logSize = try Checkpoint(text: try SignedNote(data).text).size
             }
@@ -123,6 +124,9 @@ struct Mirror {
                 let refresh = FreshnessRefresh(remote: remote, directory: scratch + "/tuf", fetcher: HTTPTUFFetcher(),
                                                order: { transport.preferReachable($0) })
                 files = try await refresh.refresh(ref: ref, descriptor: descriptor).files
+            }
+            if let policy = try LogPolicy.of(remote) {
+                try await checkLogged(ref: ref, descriptor: descriptor, policy: policy, keys: keys)
             }
             var copied = Copied(ref: ref, digest: descriptor.digest)
             var blobs: [Descriptor] = []
@@ -164,6 +168,22 @@ struct Mirror {
         } catch let error as FerryError {
             throw error.prefixed("\(ref)")
         }
+    }
+
+    /// A logged remote's release is copied only when its log holds it, under a checkpoint its policy accepts.
+    private func checkLogged(ref: Ref, descriptor: Descriptor, policy: LogPolicy, keys: TrustedKeys) async throws {
+        let files = try await ReleaseLogStaging(remote: remote, policy: policy, transport: transport)
+            .files(ref: ref, descriptor: descriptor, trusted: nil, allowStale: false)
+        let proof = try ReleaseProof(parsing: files["log/\(ReleaseProof.fileName)"] ?? Data())
+        _ = try proof.verify(policy: policy, trusted: nil, consistency: nil, now: unixNow())
+        guard case .release(let entry) = try LogEntry(parsing: proof.entry), entry.ref == ref,
+            entry.digest == descriptor.digest
+        else {
+            throw FerryError.untrusted("the log's entry \(proof.index) is not this release (\(ref), "
+                + "\(descriptor.digest.short))")
+        }
+        _ = try ClaimVerifier.verify(entry.signatures, digest: entry.digest, identity: remote.identity(for: ref),
+                                     keys: keys)
     }
 
     private enum BlobState { case good, bad, missing }

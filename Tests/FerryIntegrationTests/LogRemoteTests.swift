@@ -303,4 +303,21 @@ final class LogRemoteTests: SystemTestCase {
         XCTAssertEqual(threshold.status, 1)
         XCTAssertTrue(threshold.err.contains("key-threshold 2 is not supported yet"), threshold.err)
     }
+
+    /// A mirror of a logged remote copies only logged releases: an image the log does not hold is not spread.
+    func testAMirrorOfALoggedRemoteCopiesOnlyLoggedReleases() throws {
+        try bless()
+        let logCopy = fixture.scratch.file("log-at-1")
+        try Command.check(["cp", "-a", fixture.publisher.layout + "/log", logCopy])
+        try publish("v2", timestamp: 1_700_000_100)
+        try FileManager.default.removeItem(atPath: fixture.publisher.layout + "/log")
+        try Command.check(["cp", "-a", logCopy, fixture.publisher.layout + "/log"])
+        let usb = try fixture.writableDirectory("usb")
+        let mirror = try fixture.agent("ferryt-alice", "mirror", "demo", usb)
+        XCTAssertEqual(mirror.status, 1)
+        XCTAssertTrue(mirror.err.contains("not mirrored: \(ref): \(ref) sha256:"), mirror.err)
+        XCTAssertTrue(mirror.err.contains(" is not in the transparency log of remote demo at size 1 (its entry would "
+            + "be 1)"), mirror.err)
+        XCTAssertFalse(try String(contentsOfFile: usb + "/index.json", encoding: .utf8).contains(ref))
+    }
 }
