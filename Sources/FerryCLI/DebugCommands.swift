@@ -92,7 +92,7 @@ struct DebugLogUpdateCommand: AsyncParsableCommand {
 
     func run() async throws {
         let policy = LogPolicy(logKey: try loadVerifierKey(logKey))
-        let base = url.hasSuffix("/") ? String(url.dropLast()) : url
+        let base = Remote.withoutTrailingSlash(url)
         let started = DispatchTime.now().uptimeNanoseconds
         guard let data = try await HTTPTransport.shared.fetch(base + "/log/checkpoint", maxSize: SignedNote.maxSize)
         else {

@@ -157,7 +157,7 @@ struct LogAuditCommand: AsyncParsableCommand {
             try Remote.validateURL(base)
             keys = try TrustedKeys.load(ed25519Files: ed25519Keys, gpgFiles: gpgKeys)
         }
-        let trimmed = base.hasSuffix("/") ? String(base.dropLast()) : base
+        let trimmed = Remote.withoutTrailingSlash(base)
         let cache = "\(context.cacheDirectory)/audit/\(key.name.replacingOccurrences(of: "/", with: "_"))"
         let download = LogDownload(base: trimmed, transport: .shared)
         var rows: [Row] = []

@@ -84,7 +84,7 @@ struct Mirror {
         }
         // The transparency log, whole (its clients verify it; full tiles already here are kept).
         if !remote.isRegistry, let base = remote.baseURLs.first {
-            let trimmed = base.hasSuffix("/") ? String(base.dropLast()) : base
+            let trimmed = Remote.withoutTrailingSlash(base)
             // A logged remote's checkpoint is checked against its log key before anything is fetched.
             if let data = try await LogDownload(base: trimmed, transport: transport)
                 .copy(into: destination + "/log", logKey: try LogPolicy.of(remote)?.logKey)
@@ -92,18 +92,7 @@ struct Mirror {
                 report.logSize = try Checkpoint(text: try SignedNote(data).text).size
             }
         }
-        if !entries.isEmpty {
-            var index = try writer.readIndex()
-            for (ref, descriptor) in entries {
-                var entry = descriptor
-                var annotations = entry.annotations ?? [:]
-                annotations[Descriptor.refNameAnnotation] = ref.string
-                entry.annotations = annotations
-                index.manifests.removeAll { $0.refName == ref.string }
-                index.manifests.append(entry)
-            }
-            try writer.writeIndex(index)
-        }
+        if !entries.isEmpty { try writer.setRefs(entries) }
         // Partial downloads stay for the next run to resume; a complete run leaves nothing but the layout.
         if report.failed.isEmpty { try? FileManager.default.removeItem(atPath: partialDirectory) }
         return report
@@ -157,7 +146,7 @@ struct Mirror {
             if !remote.isRegistry {
                 let path = SignatureSet.directory(ref: ref, digest: descriptor.digest) + "/" + ReleaseProof.fileName
                 for base in remote.baseURLs {
-                    let trimmed = base.hasSuffix("/") ? String(base.dropLast()) : base
+                    let trimmed = Remote.withoutTrailingSlash(base)
                     if let data = try? await transport.fetch(trimmed + "/" + path, maxSize: 256 * 1024) {
                         try AtomicFile.write(data, to: destination + "/" + path)
                         break
@@ -176,14 +165,8 @@ struct Mirror {
             .files(ref: ref, descriptor: descriptor, trusted: nil, allowStale: false)
         let proof = try ReleaseProof(parsing: files["log/\(ReleaseProof.fileName)"] ?? Data())
         _ = try proof.verify(policy: policy, trusted: nil, consistency: nil, now: unixNow())
-        guard case .release(let entry) = try LogEntry(parsing: proof.entry), entry.ref == ref,
-            entry.digest == descriptor.digest
-        else {
-            throw FerryError.untrusted("the log's entry \(proof.index) is not this release (\(ref), "
-                + "\(descriptor.digest.short))")
-        }
-        _ = try ClaimVerifier.verify(entry.signatures, digest: entry.digest, identity: remote.identity(for: ref),
-                                     keys: keys)
+        try ReleaseLogCheck.checkEntry(of: proof, ref: ref, descriptor: descriptor, remote: remote, keys: keys,
+                                       claim: nil)
     }
 
     private enum BlobState { case good, bad, missing }
@@ -210,18 +193,8 @@ struct Mirror {
     /// Downloads a blob into `.partial/` (resuming what an interrupted run left) and moves it into `blobs/`.
     private func download(_ blob: Descriptor, ref: Ref, source: ImageSource, writer: LayoutWriter) async throws {
         let partial = "\(partialDirectory)/\(blob.digest.hex)"
-        var errors: [String] = []
-        for url in transport.preferReachable(source.blobURLs(blob.digest, ref: ref)) {
-            do {
-                let headers = try await source.headers(for: url, ref: ref)
-                try await transport.download(url, descriptor: blob, to: partial, headers: headers)
-                try writer.adoptBlob(at: partial, digest: blob.digest)
-                return
-            } catch let error as FerryError {
-                errors.append(error.message)
-                if error.code == .noSpace { throw error }
-            }
+        try await source.downloadBlob(blob, ref: ref, to: partial, transport: transport) {
+            try writer.adoptBlob(at: partial, digest: blob.digest)
         }
-        throw FerryError.failed("blob \(blob.digest.short): \(errors.last ?? "no URL to fetch from")")
     }
 }

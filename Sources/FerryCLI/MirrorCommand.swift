@@ -136,14 +136,7 @@ struct MirrorCommand: AsyncParsableCommand {
             throw FerryError(.notInstalled, "\(source) is neither a configured remote, a URL nor a directory")
         }
         let keys = try TrustedKeys.load(ed25519Files: ed25519Keys, gpgFiles: gpgKeys)
-        var tufData: Data?
-        if let tufRoot {
-            guard let data = FileManager.default.contents(atPath: tufRoot) else {
-                throw FerryError.invalidArgument("cannot read \(tufRoot)")
-            }
-            try Freshness.validateRoot(data)
-            tufData = data
-        }
+        let tufData = try tufRoot.map(Freshness.loadRoot)
         let remote = Remote(name: try RemoteName("source"), url: url, isRegistry: registry,
                             signatureLookaside: signatureLookaside.map(Remote.location),
                             ed25519Keys: keys.ed25519.map(\.fileText), gpgKeys: keys.gpg, tufRoot: tufData,

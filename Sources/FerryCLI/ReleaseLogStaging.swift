@@ -21,7 +21,7 @@ struct ReleaseLogStaging {
     func files(ref: Ref, descriptor: Descriptor, trusted: Data?, allowStale: Bool) async throws -> [String: Data] {
         var firstError: Error?
         for base in transport.preferReachable(remote.baseURLs) {
-            let trimmed = base.hasSuffix("/") ? String(base.dropLast()) : base
+            let trimmed = Remote.withoutTrailingSlash(base)
             do {
                 return try await files(base: trimmed, ref: ref, descriptor: descriptor, trusted: trusted,
                                        allowStale: allowStale)

@@ -120,14 +120,7 @@ struct RemoteAddCommand: AsyncParsableCommand {
         // Check every key before storing anything: a typo should fail here, not at the first install.
         if !keys.gpg.isEmpty { _ = try GPG.fingerprints(of: keys.gpg) }
         if keys.isEmpty { printError("warning: remote \(name) has no keys; nothing from it will install") }
-        var tufData: Data?
-        if let tufRoot {
-            guard let data = FileManager.default.contents(atPath: tufRoot) else {
-                throw FerryError.invalidArgument("cannot read \(tufRoot)")
-            }
-            try Freshness.validateRoot(data)
-            tufData = data
-        }
+        let tufData = try tufRoot.map(Freshness.loadRoot)
         // A directory (a mirror made by `ferry mirror`, a USB stick) is a `file://` URL.
         var remote = Remote(name: name, url: Remote.location(url ?? ""), isRegistry: registry,
                             mirrors: mirrors.map(Remote.location), signatureLookaside: signatureLookaside,
@@ -310,7 +303,7 @@ struct RemoteInfoCommand: AsyncParsableCommand {
 
     /// The remote's current checkpoint, its cosignatures and their age, or why it cannot be read.
     func servedCheckpoint(_ remote: Remote, policy: LogPolicy) async -> String {
-        let base = remote.url.hasSuffix("/") ? String(remote.url.dropLast()) : remote.url
+        let base = Remote.withoutTrailingSlash(remote.url)
         do {
             guard let data = try await HTTPTransport.shared.fetch(base + "/log/checkpoint", maxSize: SignedNote.maxSize)
             else {

@@ -145,7 +145,7 @@ struct LogWitnessCommand: AsyncParsableCommand {
         var added: [NoteSignature] = []
         var failures: [String] = []
         for url in witness {
-            let prefix = url.hasSuffix("/") ? String(url.dropLast()) : url
+            let prefix = Remote.withoutTrailingSlash(url)
             do {
                 let signatures = try await cosign(prefix: prefix, note: note, original: original,
                                                   checkpoint: checkpoint, directory: directory, keys: keys)

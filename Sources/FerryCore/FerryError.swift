@@ -46,6 +46,11 @@ public struct FerryError: Error, CustomStringConvertible, Equatable, Sendable {
 
     /// Adds context in front of the message ("org.example.App: ..."), keeping the code.
     /// Idempotent: a message that already starts with the context is left as it is.
+    /// What an error about an expired view (cause `ESTALE`: TUF metadata, a log's `max-age`) adds, so that the user
+    /// knows how to take an older view on purpose.
+    public static let staleViewHint = "to install from this older view on purpose, use --allow-stale (system "
+        + "installs then need dev.ferry.downgrade, an administrator)"
+
     public func prefixed(_ context: String) -> FerryError {
         if message.hasPrefix(context + ":") { return self }
         return FerryError(code, "\(context): \(message)", cause: cause)

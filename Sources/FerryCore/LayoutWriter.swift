@@ -58,13 +58,20 @@ public struct LayoutWriter: Sendable {
 
     /// Adds `descriptor` to `index.json` under `ref`, replacing whatever that ref named before.
     public func setRef(_ ref: Ref, to descriptor: Descriptor) throws {
+        try setRefs([(ref, descriptor)])
+    }
+
+    /// Sets every ref to its descriptor in one write of `index.json`, each replacing whatever it named before.
+    public func setRefs(_ refs: [(ref: Ref, descriptor: Descriptor)]) throws {
         var index = try readIndex()
-        var desc = descriptor
-        var annotations = desc.annotations ?? [:]
-        annotations[Descriptor.refNameAnnotation] = ref.string
-        desc.annotations = annotations
-        index.manifests.removeAll { $0.refName == ref.string }
-        index.manifests.append(desc)
+        for (ref, descriptor) in refs {
+            var desc = descriptor
+            var annotations = desc.annotations ?? [:]
+            annotations[Descriptor.refNameAnnotation] = ref.string
+            desc.annotations = annotations
+            index.manifests.removeAll { $0.refName == ref.string }
+            index.manifests.append(desc)
+        }
         try writeIndex(index)
     }
 

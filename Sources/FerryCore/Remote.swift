@@ -123,6 +123,11 @@ public struct Remote: Sendable, Equatable {
         }
     }
 
+    /// `url` without one trailing `/`, so that paths can be appended to a base URL as given by a user.
+    public static func withoutTrailingSlash(_ url: String) -> String {
+        url.hasSuffix("/") ? String(url.dropLast()) : url
+    }
+
     /// The base URLs to try, in order: the remote's own, then its mirrors.
     public var baseURLs: [String] { [url] + mirrors }
 

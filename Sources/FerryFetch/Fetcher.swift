@@ -122,29 +122,13 @@ public final class Fetcher: Sendable {
             unlink(partial + ".lock")
             return
         }
-        var errors: [String] = []
-        for url in transport.preferReachable(source.blobURLs(descriptor.digest, ref: ref)) {
-            do {
-                let headers = try await source.headers(for: url, ref: ref)
-                try await transport.download(url, descriptor: descriptor, to: partial, headers: headers) { n in
-                    self.progress.advance(n)
-                }
-                guard rename(partial, cachedBlobPath(descriptor.digest)) == 0 else {
-                    throw ioError("rename \(partial)")
-                }
-                // The lock file goes too, still held: whoever takes it next, or a new one at that path, finds the
-                // blob cached and writes nothing. Without this, one empty file per blob ever fetched would stay.
-                unlink(partial + ".lock")
-                return
-            } catch let error as FerryError {
-                errors.append(error.message)
-                if error.code == .noSpace { throw error }
-            } catch {
-                errors.append("\(url): \(error)")
-            }
+        try await source.downloadBlob(descriptor, ref: ref, to: partial, transport: transport,
+                                      received: { n in self.progress.advance(n) }) {
+            guard rename(partial, cachedBlobPath(descriptor.digest)) == 0 else { throw ioError("rename \(partial)") }
+            // The lock file goes too, still held: whoever takes it next, or a new one at that path, finds the blob
+            // cached and writes nothing. Without this, one empty file per blob ever fetched would stay.
+            unlink(partial + ".lock")
         }
-        let last = errors.last ?? "no URL to fetch from"
-        throw FerryError.failed("blob \(descriptor.digest.short): \(last)")
     }
 
     private func makeStaging(ref: Ref, descriptor: Descriptor, manifest: Manifest, signatures: SignatureSet,

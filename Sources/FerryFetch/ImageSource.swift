@@ -33,6 +33,33 @@ extension Remote {
     }
 }
 
+extension ImageSource {
+    /// Downloads `descriptor` into `partial` from this source's URLs in turn (origins known to be down last),
+    /// resuming what an earlier try left, and calls `finish` (which moves the file into place) once a download
+    /// verified. A failure moves on to the next URL, a full disk stops at once; when no URL serves the blob, the
+    /// last reason is thrown.
+    public func downloadBlob(_ descriptor: Descriptor, ref: Ref, to partial: String, transport: HTTPTransport,
+                             received: @Sendable (Int) -> Void = { _ in }, finish: () throws -> Void) async throws
+    {
+        var errors: [String] = []
+        for url in transport.preferReachable(blobURLs(descriptor.digest, ref: ref)) {
+            do {
+                let headers = try await self.headers(for: url, ref: ref)
+                try await transport.download(url, descriptor: descriptor, to: partial, headers: headers,
+                                             received: received)
+                try finish()
+                return
+            } catch let error as FerryError {
+                errors.append(error.message)
+                if error.code == .noSpace { throw error }
+            } catch {
+                errors.append("\(url): \(error)")
+            }
+        }
+        throw FerryError.failed("blob \(descriptor.digest.short): \(errors.last ?? "no URL to fetch from")")
+    }
+}
+
 /// Fetches signature files `signature-N`, `claim-N.json`, `claim-N.json.minisig` under `base`, N from 1 until
 /// the first 404.
 func fetchSignatures(base: String, transport: HTTPTransport, headers: [(String, String)] = []) async throws
@@ -84,11 +111,10 @@ public struct LayoutSource: ImageSource {
         self.transport = transport
     }
 
-    private func trimmed(_ base: String) -> String { base.hasSuffix("/") ? String(base.dropLast()) : base }
-
     private func index() async throws -> ImageIndex {
         try await firstSuccess(remote.baseURLs, transport: transport) { base in
-            guard let data = try await transport.fetch(trimmed(base) + "/index.json", maxSize: ImageIndex.maxSize)
+            guard let data = try await transport.fetch(Remote.withoutTrailingSlash(base) + "/index.json",
+                                                       maxSize: ImageIndex.maxSize)
             else { throw FerryError.failed("\(base): no index.json") }
             return try ImageIndex.parse(data)
         }
@@ -114,7 +140,7 @@ public struct LayoutSource: ImageSource {
             throw FerryError.invalidArgument("\(ref): manifest is \(descriptor.size) bytes; the limit is 4 MiB")
         }
         let manifest = try await firstSuccess(remote.baseURLs, transport: transport) { base in
-            let url = trimmed(base) + "/" + ImageLayout.blobPath(descriptor.digest)
+            let url = Remote.withoutTrailingSlash(base) + "/" + ImageLayout.blobPath(descriptor.digest)
             guard let data = try await transport.fetch(url, maxSize: Int(descriptor.size)) else {
                 throw FerryError.failed("\(url): not found")
             }
@@ -127,16 +153,16 @@ public struct LayoutSource: ImageSource {
     }
 
     public func blobURLs(_ digest: Digest, ref: Ref) -> [String] {
-        remote.baseURLs.map { trimmed($0) + "/" + ImageLayout.blobPath(digest) }
+        remote.baseURLs.map { Remote.withoutTrailingSlash($0) + "/" + ImageLayout.blobPath(digest) }
     }
 
     public func headers(for url: String, ref: Ref) async throws -> [(String, String)] { [] }
 
     public func signatures(ref: Ref, digest: Digest) async throws -> SignatureSet {
         let path = SignatureSet.directory(ref: ref, digest: digest)
-        var bases = remote.baseURLs.map { trimmed($0) + "/" + path }
+        var bases = remote.baseURLs.map { Remote.withoutTrailingSlash($0) + "/" + path }
         if let lookaside = remote.signatureLookaside {
-            bases.insert(trimmed(lookaside) + "/" + path.dropFirst("signatures/".count), at: 0)
+            bases.insert(Remote.withoutTrailingSlash(lookaside) + "/" + path.dropFirst("signatures/".count), at: 0)
         }
         // The first base that has any signature wins; an empty answer from every base means unsigned.
         for base in transport.preferReachable(bases) {

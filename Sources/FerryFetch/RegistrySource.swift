@@ -152,7 +152,7 @@ public struct RegistrySource: ImageSource {
 
     public func signatures(ref: Ref, digest: Digest) async throws -> SignatureSet {
         guard let lookaside = remote.signatureLookaside, let base = bases.first else { return SignatureSet() }
-        let root = lookaside.hasSuffix("/") ? String(lookaside.dropLast()) : lookaside
+        let root = Remote.withoutTrailingSlash(lookaside)
         return try await fetchSignatures(
             base: "\(root)/\(base.repository(ref))@\(digest.algorithm.rawValue)=\(digest.hex)", transport: transport)
     }

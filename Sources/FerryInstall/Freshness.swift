@@ -47,6 +47,15 @@ public enum Freshness {
         }
     }
 
+    /// Reads and checks a TUF root file given on the command line (`--tuf-root`).
+    public static func loadRoot(_ path: String) throws -> Data {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw FerryError.invalidArgument("cannot read \(path)")
+        }
+        try validateRoot(data)
+        return data
+    }
+
     /// Checks that `data` is a TUF root that meets its own signature threshold (for `remote-add --tuf-root`).
     public static func validateRoot(_ data: Data) throws {
         let scratch = NSTemporaryDirectory() + "ferry-tuf-root-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -112,8 +121,7 @@ public enum Freshness {
     static func described(_ error: Error) -> Error {
         guard let error = error as? FerryError else { return error }
         guard error.cause == ESTALE else { return FerryError(error.code, "TUF \(error.message)", cause: error.cause) }
-        return FerryError(error.code, "TUF \(error.message); to install from this older view on purpose, use "
-            + "--allow-stale (system installs then need dev.ferry.downgrade, an administrator)", cause: error.cause)
+        return FerryError(error.code, "TUF \(error.message); \(FerryError.staleViewHint)", cause: error.cause)
     }
 }
 

@@ -41,7 +41,7 @@ public struct FreshnessRefresh: Sendable {
 
     /// The metadata base URLs, one per base URL of the remote, in order.
     public var metadataURLs: [String] {
-        remote.baseURLs.map { ($0.hasSuffix("/") ? String($0.dropLast()) : $0) + "/\(Freshness.stagedDirectory)/" }
+        remote.baseURLs.map { Remote.withoutTrailingSlash($0) + "/\(Freshness.stagedDirectory)/" }
     }
 
     /// Refreshes, looks `ref` up and checks `descriptor` (what the remote's index names) against it.

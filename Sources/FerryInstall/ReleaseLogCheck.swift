@@ -54,21 +54,8 @@ public struct ReleaseLogCheck: Sendable {
         let consistency = try staged.readFile(ReleaseProof.consistencyFileName, maxSize: 8192, policy: layout.policy)
         let proof = try ReleaseProof(parsing: proofData)
 
-        // The entry says exactly this release, and its own signatures verify with the remote's keys.
-        guard case .release(let entry) = try LogEntry(parsing: proof.entry), entry.ref == ref,
-            entry.digest == descriptor.digest
-        else {
-            throw FerryError.untrusted("the log's entry \(proof.index) is not this release (\(ref), "
-                + "\(descriptor.digest.short), claim of \(claim.timestamp))")
-        }
-        let logged = try ClaimVerifier.verify(entry.signatures, digest: entry.digest,
-                                              identity: remote.identity(for: ref), keys: keys)
-        // The same keys and rule on the logged signatures give the release's time: the claim installed is logged.
-        guard logged.timestamp == claim.timestamp else {
-            throw FerryError.untrusted("the log's entry \(proof.index) is not this release (\(ref), "
-                + "\(descriptor.digest.short), claim of \(claim.timestamp); the logged claims are of "
-                + "\(logged.timestamp))")
-        }
+        try ReleaseLogCheck.checkEntry(of: proof, ref: ref, descriptor: descriptor, remote: remote, keys: keys,
+                                       claim: claim)
 
         try makeDirectory((lockPath as NSString).deletingLastPathComponent)
         let lock = try FileLock(path: lockPath)
@@ -92,6 +79,25 @@ public struct ReleaseLogCheck: Sendable {
         if trustedSize.map({ checkpoint.size > $0 }) ?? true {
             try makeDirectory(directory)
             try AtomicFile.write(proof.checkpoint, to: directory + "/checkpoint")
+        }
+    }
+
+    /// Checks the entry `proof` carries: a release of exactly `ref` at `descriptor`, whose own signatures verify with
+    /// `keys` for the ref's identity on `remote`. With `claim` (what an install verified), the same keys and rule on
+    /// the logged signatures must give the same time: the claim installed is the one logged.
+    public static func checkEntry(of proof: ReleaseProof, ref: Ref, descriptor: Descriptor, remote: Remote,
+                                  keys: TrustedKeys, claim: VerifiedClaim?) throws {
+        let shown = "\(ref), \(descriptor.digest.short)" + (claim.map { ", claim of \($0.timestamp)" } ?? "")
+        guard case .release(let entry) = try LogEntry(parsing: proof.entry), entry.ref == ref,
+            entry.digest == descriptor.digest
+        else {
+            throw FerryError.untrusted("the log's entry \(proof.index) is not this release (\(shown))")
+        }
+        let logged = try ClaimVerifier.verify(entry.signatures, digest: entry.digest,
+                                              identity: remote.identity(for: ref), keys: keys)
+        if let claim, logged.timestamp != claim.timestamp {
+            throw FerryError.untrusted("the log's entry \(proof.index) is not this release (\(shown); the logged "
+                + "claims are of \(logged.timestamp))")
         }
     }
 

@@ -100,8 +100,7 @@ public struct LogPolicy: Sendable {
             let age = now - Int64(newest)
             guard age <= maxAge else {
                 throw FerryError(.failed, "the newest witness cosignature of \(logKey.name) is \(age) s old; the "
-                    + "remote allows \(maxAge) s; to install from this older view on purpose, use --allow-stale "
-                    + "(system installs then need dev.ferry.downgrade, an administrator)", cause: ESTALE)
+                    + "remote allows \(maxAge) s; \(FerryError.staleViewHint)", cause: ESTALE)
             }
         }
         return opened.checkpoint
