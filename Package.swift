@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "FerryTrust", targets: ["FerryTrust"]),
         .library(name: "FerryArchive", targets: ["FerryArchive"]),
         .library(name: "FerryLog", targets: ["FerryLog"]),
+        .library(name: "FerryInstall", targets: ["FerryInstall"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
@@ -103,7 +104,7 @@ let package = Package(
         .testTarget(name: "FerryCoreTests", dependencies: ["FerryTestSupport", "FerryCore"]),
         .testTarget(name: "FerryTrustTests", dependencies: ["FerryTestSupport", "FerryTrust", "FerryCore"]),
         .testTarget(name: "FerryArchiveTests", dependencies: ["FerryTestSupport", "FerryArchive", "FerryCore"]),
-        .testTarget(name: "FerryInstallTests", dependencies: ["FerryTestSupport", "FerryInstall", "FerryArchive", "FerryTrust", "FerryCore"]),
+        .testTarget(name: "FerryInstallTests", dependencies: ["FerryTestSupport", "FerryInstall", "FerryArchive", "FerryTrust", "FerryCore", "FerryLog"]),
         .testTarget(name: "FerryLogTests", dependencies: ["FerryTestSupport", "FerryLog", "FerryCore", "FerryCLI"]),
         .testTarget(name: "FerryBusTests", dependencies: ["FerryTestSupport", "FerryBus"]),
         .testTarget(name: "FerryHelperTests", dependencies: ["FerryTestSupport", "FerryHelper", "FerryBus", "FerryTrust", "FerryCore"]),

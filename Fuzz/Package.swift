@@ -30,6 +30,14 @@ let package = Package(
         fuzzTarget("fuzz-checkpoint", [.product(name: "FerryLog", package: ferry)]),
         fuzzTarget("fuzz-tile", [.product(name: "FerryLog", package: ferry)]),
         fuzzTarget("fuzz-witness", [.product(name: "FerryLog", package: ferry)]),
+        fuzzTarget("fuzz-logentry", [
+            .product(name: "FerryCore", package: ferry), .product(name: "FerryLog", package: ferry),
+            .product(name: "FerryInstall", package: ferry),
+        ]),
+        fuzzTarget("fuzz-ferryrepo", [
+            .product(name: "FerryCore", package: ferry), .product(name: "FerryTrust", package: ferry),
+            .product(name: "FerryLog", package: ferry),
+        ]),
         fuzzTarget("fuzz-layer", [
             .product(name: "FerryCore", package: ferry), .product(name: "FerryArchive", package: ferry),
         ]),

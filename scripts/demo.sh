@@ -3,7 +3,9 @@
 # A publisher signs an app, logs every release in a transparency log that a witness cosigns, and serves it from a
 # plain web server; an administrator blesses the remote (its keys, its log key, the witness) once; an unprivileged
 # desktop user installs and updates it system-wide without a password; a replayed old release and a forked log are
-# refused; the app runs; the user copies the remote to a "USB stick" and installs from it with the network cut.
+# refused; the publisher rotates its key in-band and recalls a bad release, and the user's updates follow with no
+# new blessing and no password; the user copies the remote to a "USB stick" and installs from it with the network
+# cut.
 # Needs root (it starts a private system bus, polkitd and the helper).
 set -euo pipefail
 BUILD=${1:-.build/debug}
@@ -81,8 +83,10 @@ make_app() {
   printf '#!/bin/sh\necho "Hello from Ferry demo app %s"\n' "$1" > "$T/pub/app/bin/hello"
   chmod 755 "$T/pub/app/bin/hello"
   printf '[Desktop Entry]\nType=Application\nName=Hello\nExec=hello\n' > "$T/pub/app/share/applications/org.example.Hello.desktop"
-  "$FERRY" build "$T/pub/app" "$T/pub/layout" --ref "$REF" --command /bin/hello --compression zstd
-  "$FERRY" sign "$T/pub/layout" --ref "$REF" --ed25519-key "$T/pub/minisign.key" --timestamp "$2" \
+  DIGEST=$("$FERRY" build "$T/pub/app" "$T/pub/layout" --ref "$REF" --command /bin/hello --compression zstd)
+  echo "$DIGEST"
+  DIGEST=${DIGEST##* }
+  "$FERRY" sign "$T/pub/layout" --ref "$REF" --ed25519-key "${3:-$T/pub/minisign.key}" --timestamp "$2" \
     --log-key "$T/pub/log.key"
 }
 make_app v1 "$(($(date +%s) - 60))"
@@ -94,10 +98,17 @@ for _ in $(seq 50); do [ -s "$T/http.port" ] && break; sleep 0.1; done
 URL="http://127.0.0.1:$(cut -d' ' -f2 "$T/http.port")"
 "$FERRY" verify "$T/pub/layout" --ref "$REF" --ed25519-key "$T/pub/minisign.pub"
 
-step "The administrator blesses the remote once (ConfigureRemote through the helper; polkit: admin)"
+# The .ferryrepo the publisher hands out: everything a remote is blessed with, in one file.
+cat > "$T/pub/demo.ferryrepo" <<TOML
+url = "$URL"
+ed25519-keys = ["$(tail -n 1 "$T/pub/minisign.pub")"]
+log-key = "$(cat "$T/pub/log.vkey")"
+witness-keys = ["$(cat "$T/w1.vkey")"]
+TOML
+
+step "The administrator blesses the remote once from the publisher's .ferryrepo (ConfigureRemote; polkit: admin)"
 FERRY_SYSTEM_ROOT="$T/root" DBUS_SYSTEM_BUS_ADDRESS="$BUS" \
-  "$FERRY" remote-add --system demo "$URL" --ed25519-key "$T/pub/minisign.pub" --no-interaction \
-  --log-key "$T/pub/log.vkey" --witness "$T/w1.vkey"
+  "$FERRY" remote-add --system demo --from "$T/pub/demo.ferryrepo" --assume-yes --no-interaction
 FERRY_SYSTEM_ROOT="$T/root" "$FERRY" remotes
 
 step "An unprivileged desktop user installs Hello system-wide, without a password"
@@ -129,6 +140,27 @@ if witness_log; then echo "demo: the witness cosigned a fork!" >&2; exit 1; fi
 if as_user update --system --no-interaction; then echo "demo: the forked log was accepted!" >&2; exit 1; fi
 as_user run "$REF"
 rm -rf "$T/pub/layout/log"; mv "$T/pub/log-real" "$T/pub/layout/log"
+
+step "The publisher rotates its key in-band: key-add signed by the old key, key-remove signed by the new, in the log"
+minisign -G -W -p "$T/pub/new.pub" -s "$T/pub/new.key" >/dev/null
+trust_op() { "$FERRY" "$@" --from "$T/pub/demo.ferryrepo" --log-key "$T/pub/log.key"; }
+trust_op key add "$T/pub/layout" --ed25519-key "$T/pub/minisign.key" --key "$T/pub/new.pub"
+trust_op key remove "$T/pub/layout" --ed25519-key "$T/pub/new.key" --key "$T/pub/minisign.pub"
+make_app v4 "$(($(date +%s) + 2))" "$T/pub/new.key"
+V4=$DIGEST
+witness_log
+echo "The user's update (as the timer would run it) installs v4, signed by the new key: no new blessing, no password"
+as_user update --system --no-interaction
+as_user run "$REF"
+as_user remote-info --system demo | grep -E "ed25519 key|recalled"
+
+step "v4 crashes on start: the publisher recalls it; the next update moves back to v2 on its own"
+trust_op recall "$T/pub/layout" --ed25519-key "$T/pub/new.key" --ref "$REF" --digest "$V4" --reason "crashes on start"
+witness_log
+as_user update --system --no-interaction
+as_user run "$REF"
+as_user list --system
+if as_user install --system demo "$REF" --no-interaction; then echo "demo: a recalled release installed!" >&2; exit 1; fi
 
 step "The publisher's server is back to v2; the user copies the remote to a USB stick (verified as it copies)"
 cp "$T/pub/index-v2.json" "$T/pub/layout/index.json"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds Ferry's libFuzzer targets (Fuzz/) with -sanitize=fuzzer,address and runs each for SECONDS (default 60).
 #
-#     scripts/fuzz.sh [SECONDS] [TARGET...]      (targets: fuzz-oci fuzz-claim fuzz-minisign fuzz-tuf fuzz-layer)
+#     scripts/fuzz.sh [SECONDS] [TARGET...]      (default: every target below)
 #
 # Seeds come from Fuzz/corpus/<target>/ (committed, never written); what the fuzzer finds goes to
 # .build-fuzz/corpus/<target>/, crashing inputs to .build-fuzz/artifacts/<target>/. Prints the executions per target
@@ -13,13 +13,18 @@ export SWIFT_BACKTRACE=${SWIFT_BACKTRACE:-enable=no}
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-fuzz-oci fuzz-claim fuzz-minisign fuzz-tuf fuzz-layer fuzz-note fuzz-checkpoint fuzz-tile fuzz-witness}
+targets=${*:-fuzz-oci fuzz-claim fuzz-minisign fuzz-tuf fuzz-layer fuzz-note fuzz-checkpoint fuzz-tile fuzz-witness \
+    fuzz-ferryrepo fuzz-logentry}
 config=${FUZZ_CONFIG:-release}
 scratch=$PWD/.build-fuzz
 
 if [ "${FUZZ_SKIP_BUILD:-0}" != 1 ]; then
-    nice -n 10 swift build --package-path Fuzz -c "$config" -Xswiftc -sanitize=fuzzer,address \
-        --scratch-path "$scratch"
+    # Target by target: the whole package would also link Ferry's own executables with -sanitize=fuzzer, which
+    # has no LLVMFuzzerTestOneInput to give them.
+    for target in $targets; do
+        nice -n 10 swift build --package-path Fuzz -c "$config" -Xswiftc -sanitize=fuzzer,address \
+            --scratch-path "$scratch" --product "$target"
+    done
 fi
 bin=$(swift build --package-path Fuzz -c "$config" --scratch-path "$scratch" --show-bin-path)
 

@@ -5,6 +5,7 @@ never would. Prints "OK <reply>" or "ERROR <dbus error name> <message>"; exits 0
   test-dbus-client.py ADDRESS deploy DIR REMOTE REF [OPTIONS_JSON]
   test-dbus-client.py ADDRESS uninstall REF [OPTIONS_JSON]
   test-dbus-client.py ADDRESS configure NAME [SETTINGS_JSON]
+  test-dbus-client.py ADDRESS apply-log DIR REMOTE [OPTIONS_JSON]
   test-dbus-client.py ADDRESS list
   test-dbus-client.py ADDRESS introspect
       prints the document the helper's Introspect returns, as it is (no "OK")
@@ -61,6 +62,10 @@ def main():
             fd = os.open(args[0], os.O_RDONLY | os.O_DIRECTORY)
             reply = iface.Deploy(dbus.types.UnixFd(fd), args[1], args[2],
                                  options(args[3] if len(args) > 3 else "{}"), timeout=600)
+        elif command == "apply-log":
+            fd = os.open(args[0], os.O_RDONLY | os.O_DIRECTORY)
+            reply = iface.ApplyLog(dbus.types.UnixFd(fd), args[1], options(args[2] if len(args) > 2 else "{}"),
+                                   timeout=600)
         elif command == "uninstall":
             reply = iface.Uninstall(args[0], options(args[1] if len(args) > 1 else "{}"), timeout=600)
         elif command == "configure":

@@ -45,14 +45,16 @@ struct Agent {
             tufTarget = found.target
         }
         let logPolicy = try LogPolicy.of(remote)
-        // The log proof for the installing side, from the size it trusts (its checkpoint is world-readable).
-        let trustedCheckpoint = FileManager.default.contents(
-            atPath: (scope == .system ? context.systemPaths : context.userPaths).log(remote.name) + "/checkpoint")
-        var logFiles: [String: Data] = [:]
+        // The log view for the installing side, from what it has read (its checkpoint and ledger are
+        // world-readable); the agent moves a copy of the ledger on too, to refuse early what the log refuses.
+        let scopePaths = scope == .system ? context.systemPaths : context.userPaths
+        var logged: ReleaseLogStaging.Staged?
         if let logPolicy {
-            logFiles = try await ReleaseLogStaging(remote: remote, policy: logPolicy, transport: .shared)
-                .files(ref: ref, descriptor: resolved.0, trusted: trustedCheckpoint, allowStale: allowStale)
+            let staging = ReleaseLogStaging(remote: remote, policy: logPolicy, transport: .shared,
+                                            installing: try RemoteLog(remote: remote, paths: scopePaths))
+            logged = try await staging.release(ref: ref, descriptor: resolved.0, allowStale: allowStale)
         }
+        let logFiles = logged?.files ?? [:]
         if let installedDigest, resolved.0.digest == installedDigest {
             if tufTarget != nil {
                 try await checkInstallingSideFreshness(remote: remote, ref: ref, descriptor: resolved.0,
@@ -62,7 +64,8 @@ struct Agent {
                 // Nothing installs, but "up to date" must not rest on a forked, unwitnessed or stale view of the log.
                 let proof = try ReleaseProof(parsing: logFiles["log/\(ReleaseProof.fileName)"] ?? Data())
                 do {
-                    _ = try proof.verify(policy: logPolicy, trusted: trustedCheckpoint,
+                    _ = try proof.verify(policy: logPolicy, trusted: RemoteLog(remote: remote, paths: scopePaths)?
+                                            .trustedCheckpoint,
                                          consistency: logFiles["log/\(ReleaseProof.consistencyFileName)"],
                                          now: unixNow(), allowStale: allowStale)
                 } catch let fork as LogForkError {
@@ -71,7 +74,10 @@ struct Agent {
             }
             return .upToDate(installedDigest)
         }
-        let keys = try TrustedKeys(remote: remote)
+        if let logged, let recall = logged.ledger.recall(ref: ref, digest: resolved.0.digest) {
+            throw FerryError.untrusted(RemoteLog.describe(recall, remote: remote.name))
+        }
+        let keys = try logged?.keys(gpg: remote.gpgKeys) ?? TrustedKeys(remote: remote)
         guard !keys.isEmpty else {
             throw FerryError.untrusted("remote \(remote.name) has no trusted keys; nothing can be verified")
         }
@@ -100,8 +106,9 @@ struct Agent {
                 request.checkManifest = { try Freshness.check($0, against: target, remote: remote.name, ref: ref) }
             }
             if var check = try ReleaseLogCheck(remote: remote, ref: ref, layout: layout, paths: installer.paths) {
-                check.allowStale = allowStale
+                check.log.allowStale = allowStale
                 let logCheck = check
+                request.releaseKeys = { try logCheck.keys(for: $0) }
                 request.checkRelease = { try logCheck.check($0, claim: $1, keys: $2) }
             }
             let outcome = try installer.deploy(source: layout, request: request)
@@ -164,6 +171,40 @@ extension Agent {
         var check = FreshnessCheck(remote: remote, ref: ref, layout: layout, paths: paths)
         check.acceptExpired = allowStale
         try await check.verify(descriptor)
+    }
+}
+
+extension Agent {
+    /// Moves the installing side's view of a logged remote's log to what the remote serves now (every entry since
+    /// it last read the log: key events, recalls), even when nothing installs: system-wide through the helper's
+    /// `ApplyLog`, for the user through the same check the engine runs. Returns the ledger the installing side has
+    /// now. The timer's `update` runs this, so recalls and revocations reach a machine that installs nothing.
+    func refreshLog(remote: Remote, scope: Scope) async throws -> TrustLedger? {
+        guard let policy = try LogPolicy.of(remote) else { return nil }
+        let paths = scope == .system ? context.systemPaths : context.userPaths
+        guard var installing = try RemoteLog(remote: remote, paths: paths) else { return nil }
+        let staged = try await ReleaseLogStaging(remote: remote, policy: policy, transport: .shared,
+                                                 installing: installing).view()
+        let stored = try installing.storedLedger()
+        let trustedSize = try installing.trustedCheckpoint.map {
+            try Checkpoint.open($0, logKey: policy.logKey).checkpoint.size
+        }
+        guard staged.ledger.size > stored.size || trustedSize.map({ staged.checkpoint.size > $0 }) ?? true else {
+            return stored
+        }
+        let directory = "\(context.cacheDirectory)/log-view-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory + "/log", withIntermediateDirectories: true)
+        for (name, data) in staged.files { try AtomicFile.write(data, to: "\(directory)/\(name)") }
+        switch scope {
+        case .system:
+            let name = remote.name
+            _ = try await onOwnThread { try HelperClient().applyLog(staging: directory, remote: name) }
+        case .user:
+            installing.allowStale = true
+            try installing.commit(try installing.view(staged: ImageLayout(path: directory)))
+        }
+        return try installing.storedLedger()
     }
 }
 
@@ -264,6 +305,18 @@ struct UpdateCommand: AsyncParsableCommand {
             // One index.json per layout remote, fetched concurrently, answers every up-to-date ref at once.
             let offered = allowDowngrade ? [:] : await offeredDigests(Set(selected.map(\.1)), scope: scope,
                                                                       context: context)
+            // Every logged remote's log is read first, installing or not: recalls and key changes arrive this way.
+            var ledgers: [RemoteName: TrustLedger] = [:]
+            for remoteName in Set(selected.map(\.1)).sorted(by: { $0.string < $1.string }) {
+                guard let remote = try? context.remote(remoteName.string, for: scope), remote.logKey != nil else {
+                    continue
+                }
+                do {
+                    ledgers[remoteName] = try await Agent(quiet: noInteraction).refreshLog(remote: remote, scope: scope)
+                } catch let error as FerryError {
+                    printError(error.prefixed("\(remoteName): reading its log").message)
+                }
+            }
             for (ref, remoteName, digest) in selected {
                 considered += 1
                 found.insert(ref)
@@ -273,7 +326,18 @@ struct UpdateCommand: AsyncParsableCommand {
                 }
                 do {
                     let remote = try context.remote(remoteName.string, for: scope)
-                    let result = try await Agent(quiet: noInteraction).deploy(
+                    let agent = Agent(quiet: noInteraction)
+                    if let ledger = ledgers[remoteName],
+                        case let status = installedStatus(ref, digest: digest, remote: remote, ledger: ledger,
+                                                          scope: scope, context: context),
+                        !status.isGood
+                    {
+                        try await leave(ref, status: status, remote: remote, scope: scope, agent: agent,
+                                        ledger: ledger, digest: digest)
+                        updated += 1
+                        continue
+                    }
+                    let result = try await agent.deploy(
                         remote: remote, ref: ref, scope: scope, allowDowngrade: allowDowngrade,
                         interactive: !noInteraction, allowStale: allowStale,
                         installedDigest: allowDowngrade ? nil : digest)
@@ -294,6 +358,60 @@ struct UpdateCommand: AsyncParsableCommand {
         if considered == 0 && wanted.isEmpty { print("nothing installed; nothing to update") }
         else if failures == 0 && updated == 0 { print("everything is up to date") }
         if failures > 0 { throw ExitCode(1) }
+    }
+
+    /// The status of an installed release by the installing side's ledger.
+    private func installedStatus(_ ref: Ref, digest: Digest, remote: Remote, ledger: TrustLedger, scope: Scope,
+                                 context: AgentContext) -> ReleaseStatus
+    {
+        let paths = scope == .system ? context.systemPaths : context.userPaths
+        let installer = Installer(paths: paths, ownership: scope == .system ? .root : .currentUser)
+        guard let installed = (try? installer.installations())?.first(where: { $0.ref == ref }) else { return .good }
+        return ReleaseStatus.of(ref: ref, digest: digest, deployment: installed.deploymentPath, remote: remote,
+                                ledger: ledger)
+    }
+
+    /// Moves `ref` off an installed release its remote's log recalled (or whose key it revoked): to the release the
+    /// remote offers when that is newer and good, else back to the kept previous deployment when that one is good
+    /// (authorized as an update: the publisher asked for it). Otherwise fails loudly, saying what is installed.
+    private func leave(_ ref: Ref, status: ReleaseStatus, remote: Remote, scope: Scope, agent: Agent,
+                       ledger: TrustLedger, digest: Digest) async throws
+    {
+        var offered: String?
+        do {
+            let result = try await agent.deploy(remote: remote, ref: ref, scope: scope, allowDowngrade: false,
+                                                interactive: !noInteraction, allowStale: allowStale,
+                                                installedDigest: digest)
+            if case .changed = result {
+                report(result, ref: ref, remote: remote.name, scope: scope)
+                print("\(ref): left the installed \(digest.short) (\(status.label))")
+                return
+            }
+            offered = "the remote still offers it"
+        } catch let error as FerryError {
+            offered = error.message
+        }
+        do {
+            let moved: Digest
+            switch scope {
+            case .system:
+                let interactive = !noInteraction
+                moved = try await onOwnThread {
+                    try HelperClient().rollback(ref: ref, interactive: interactive, recalled: true)
+                }
+            case .user:
+                let installer = agent.context.userInstaller()
+                moved = try installer.rollback(ref, history: .recall) { plan in
+                    try installer.checkLeavesBadRelease(plan, remote: remote, ledger: ledger)
+                }.toDigest
+            }
+            OutcomeLog.success("\(ref): moved off the installed \(digest.short) (\(status.label)) back to the kept "
+                + "\(moved.short) (\(scope))", ref: ref, remote: remote.name, digest: moved)
+        } catch let error as FerryError {
+            throw FerryError(error.code, "the installed release \(digest.short) is \(status.label); there is no good "
+                + "release to move to (newer: \(offered ?? "none"); kept: \(error.message)); uninstall it, or wait "
+                + "for the publisher's fix")
+        }
     }
 
     /// What each layout remote's `index.json` names for its refs (the last entry per ref, as resolving does).
@@ -351,6 +469,8 @@ struct ListCommand: AsyncParsableCommand {
         var timestamp: Int64
         var scope: String
         var deployment: String
+        /// `good`, or why not (recalled, signing key revoked), by what this scope has read of the remote's log.
+        var status: String
     }
 
     func run() async throws {
@@ -362,7 +482,8 @@ struct ListCommand: AsyncParsableCommand {
                 rows += try context.userInstaller().installations().map {
                     Row(ref: $0.ref.string, remote: $0.installation.remote.string,
                         digest: $0.installation.digest.description, timestamp: $0.installation.timestamp,
-                        scope: "user", deployment: $0.deploymentPath)
+                        scope: "user", deployment: $0.deploymentPath,
+                        status: status(of: $0, scope: .user, context: context).label)
                 }
             case .system:
                 // Read root-owned state directly: it is world-readable, and listing needs no helper or bus.
@@ -371,7 +492,8 @@ struct ListCommand: AsyncParsableCommand {
                 rows += items.map {
                     Row(ref: $0.ref.string, remote: $0.installation.remote.string,
                         digest: $0.installation.digest.description, timestamp: $0.installation.timestamp,
-                        scope: "system", deployment: $0.deploymentPath)
+                        scope: "system", deployment: $0.deploymentPath,
+                        status: status(of: $0, scope: .system, context: context).label)
                 }
             }
         }
@@ -390,9 +512,17 @@ struct ListCommand: AsyncParsableCommand {
             let shortDigest = String(row.digest.prefix(19))
             print(row.ref.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
                   + row.scope.padding(toLength: 6, withPad: " ", startingAt: 0) + "  "
-                  + row.remote.padding(toLength: 12, withPad: " ", startingAt: 0) + "  " + shortDigest + "  " + date)
+                  + row.remote.padding(toLength: 12, withPad: " ", startingAt: 0) + "  " + shortDigest + "  " + date
+                  + (row.status == "good" ? "" : "  " + row.status))
         }
     }
+}
+
+/// An installed release's status by what its scope has read of its remote's log (`good` without a log).
+func status(of installed: InstalledRef, scope: Scope, context: AgentContext) -> ReleaseStatus {
+    let remote = try? context.remote(installed.installation.remote.string, for: scope)
+    return ReleaseStatus.of(installed, remote: remote,
+                            paths: scope == .system ? context.systemPaths : context.userPaths)
 }
 
 /// Finds an installed ref, the user's install first.
@@ -415,7 +545,8 @@ struct InfoCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ref = try Ref(ref)
-        let (scope, item) = try findInstalled(ref, context: AgentContext())
+        let context = AgentContext()
+        let (scope, item) = try findInstalled(ref, context: context)
         let configData = FileManager.default.contents(atPath: item.deploymentPath + "/config.json") ?? Data()
         let command = (try? ImageConfig.parse(configData))?.command ?? []
         let date = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(item.installation.timestamp)))
@@ -425,6 +556,7 @@ struct InfoCommand: AsyncParsableCommand {
             ("deployment", item.deploymentPath), ("previous", item.installation.previous ?? "none"),
             ("command", command.joined(separator: " ")),
             ("exports", (item.installation.exports ?? []).joined(separator: ", ")),
+            ("status", status(of: item, scope: scope, context: context).label),
         ]
         if json {
             let object = Dictionary(uniqueKeysWithValues: fields)

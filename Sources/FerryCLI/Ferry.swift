@@ -13,7 +13,7 @@ public struct Ferry: AsyncParsableCommand {
             RemoteInfoCommand.self,
             InstallCommand.self, UpdateCommand.self, ListCommand.self, InfoCommand.self, UninstallCommand.self,
             RunCommand.self, BuildCommand.self, SignCommand.self, VerifyCommand.self, TUFCommand.self,
-            DebugHashCommand.self, DebugLogFillCommand.self, DebugLogUpdateCommand.self, LogCommand.self, HistoryCommand.self, RollbackCommand.self, MirrorCommand.self, WitnessCommand.self,
+            DebugHashCommand.self, DebugLogFillCommand.self, DebugLogUpdateCommand.self, LogCommand.self, KeyCommand.self, RecallCommand.self, HistoryCommand.self, RollbackCommand.self, MirrorCommand.self, WitnessCommand.self,
         ]
     )
 

@@ -96,10 +96,23 @@ struct HelperClient {
     }
 
     /// Asks the helper to switch `ref` to its kept previous deployment; returns the digest now installed.
-    func rollback(ref: Ref, interactive: Bool) throws -> Digest {
-        let reply = try call(.rollback, [.string(ref.string), Helper1.CallOptions(interactive: interactive).encoded],
-                             timeout: .seconds(600))
+    func rollback(ref: Ref, interactive: Bool, recalled: Bool = false) throws -> Digest {
+        let options = Helper1.CallOptions(interactive: interactive, recalled: recalled)
+        let reply = try call(.rollback, [.string(ref.string), options.encoded], timeout: .seconds(600))
         return try Helper1.decodeDigest(reply)
+    }
+
+    /// Hands a staged view of a remote's log (`log/checkpoint`, `log/consistency`, `log/entries`) to the helper,
+    /// which moves root's view forward; returns the size root has now read.
+    func applyLog(staging: String, remote: RemoteName) throws -> UInt64 {
+        let fd = open(staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw ioError("open \(staging)") }
+        defer { close(fd) }
+        let reply = try call(.applyLog, [.unixFD(fd), .string(remote.string), .vardict([:])], timeout: .seconds(600))
+        guard reply.count == 1, let size = reply[0].uint64Value else {
+            throw FerryError.failed("ferry-helper: malformed ApplyLog reply")
+        }
+        return size
     }
 
     func configureRemote(_ name: RemoteName, settings: Helper1.RemoteSettings) throws {

@@ -133,6 +133,9 @@ struct LogAuditCommand: AsyncParsableCommand {
         var ref: String?
         var digest: String?
         var timestamp: Int64?
+        /// Key events: the key's id; recalls: the reason.
+        var key: String?
+        var reason: String?
         var verified: Bool
         var problem: String?
     }
@@ -148,14 +151,18 @@ struct LogAuditCommand: AsyncParsableCommand {
         }
         let key = try loadVerifierKey(keyText)
         let base: String
-        let keys: TrustedKeys
+        // The keys the audit starts from: the remote's as configured, or the files given; the log's key events
+        // change them from there, exactly as for a client.
+        let blessed: Remote
         if let remote {
             base = remote.url
-            keys = try TrustedKeys(remote: remote)
+            blessed = remote
         } else {
             base = Remote.location(source)
             try Remote.validateURL(base)
-            keys = try TrustedKeys.load(ed25519Files: ed25519Keys, gpgFiles: gpgKeys)
+            blessed = Remote(name: try RemoteName("audit"), url: base,
+                             ed25519Keys: try ed25519Keys.map { try readSmallFile($0) },
+                             gpgKeys: try TrustedKeys.load(ed25519Files: [], gpgFiles: gpgKeys).gpg)
         }
         let trimmed = Remote.withoutTrailingSlash(base)
         let cache = "\(context.cacheDirectory)/audit/\(key.name.replacingOccurrences(of: "/", with: "_"))"
@@ -174,9 +181,11 @@ struct LogAuditCommand: AsyncParsableCommand {
             }
             rows = []
             directory = try LogDirectory(path: cache + "/log")
+            var ledger = try TrustLedger(remote: blessed, origin: key.name)
             do {
                 checkpoint = try LogVerifier.verify(directory, logKey: key) { index, data in
-                    rows.append(Self.row(index: index, entry: data, keys: keys, remote: remote))
+                    rows.append(Self.row(index: index, entry: data, ledger: &ledger, remote: blessed,
+                                         named: remote != nil))
                 }
                 break
             } catch let error as FerryError where attempt == 1 && error.code == .untrusted {
@@ -193,6 +202,10 @@ struct LogAuditCommand: AsyncParsableCommand {
                 if let ref = row.ref, let digest = row.digest, let timestamp = row.timestamp {
                     line += " \(ref) \(digest) \(TimestampPolicy.describe(timestamp))"
                 }
+                if let key = row.key, let timestamp = row.timestamp {
+                    line += " \(key) \(TimestampPolicy.describe(timestamp))"
+                }
+                if let reason = row.reason { line += " (\(reason))" }
                 line += row.verified ? " verified" : " NOT VERIFIED: \(row.problem ?? "")"
                 print(line)
             }
@@ -205,8 +218,13 @@ struct LogAuditCommand: AsyncParsableCommand {
         }
     }
 
-    /// One entry, with its signatures checked by the remote's keys for the identity its ref has there.
-    static func row(index: UInt64, entry data: Data, keys: TrustedKeys, remote: Remote?) -> Row {
+    /// One entry, read into `ledger` as a client reads it: a release's signatures checked with the keys valid at its
+    /// index for the identity its ref has on `remote` (`named`: a configured remote; else the ref itself), a key
+    /// event or recall verified when the ledger applied it.
+    static func row(index: UInt64, entry data: Data, ledger: inout TrustLedger, remote: Remote, named: Bool) -> Row {
+        let refusedBefore = ledger.refused.last
+        ledger.read(data, at: index)
+        let refusal = ledger.refused.last != refusedBefore ? ledger.refused.last?.reason : nil
         let entry: LogEntry
         do {
             entry = try LogEntry(parsing: data)
@@ -218,15 +236,24 @@ struct LogAuditCommand: AsyncParsableCommand {
         switch entry {
         case .other(let kind):
             return Row(index: index, kind: kind, verified: false, problem: "unknown kind")
+        case .keyEvent(let event):
+            return Row(index: index, kind: event.change.rawValue, timestamp: event.timestamp,
+                       key: (try? MinisignPublicKey(parsing: event.key).keyID) ?? "?", verified: refusal == nil,
+                       problem: refusal)
+        case .recall(let recall):
+            return Row(index: index, kind: RecallEntry.kind, ref: recall.ref.string,
+                       digest: recall.digest.description, timestamp: recall.timestamp, reason: recall.reason,
+                       verified: refusal == nil, problem: refusal)
         case .release(let release):
             var row = Row(index: index, kind: ReleaseEntry.kind, ref: release.ref.string,
                           digest: release.digest.description, timestamp: release.timestamp, verified: false)
-            guard !keys.isEmpty else {
-                row.problem = "no keys to check its signatures with"
-                return row
-            }
             do {
-                let identity = remote?.identity(for: release.ref) ?? release.ref.string
+                let keys = try ledger.trustedKeys(forReleaseAt: index, gpg: remote.gpgKeys)
+                guard !keys.isEmpty else {
+                    row.problem = "no keys to check its signatures with"
+                    return row
+                }
+                let identity = named ? remote.identity(for: release.ref) : release.ref.string
                 let claim = try ClaimVerifier.verify(release.signatures, digest: release.digest, identity: identity,
                                                      keys: keys)
                 guard claim.timestamp == release.timestamp else {

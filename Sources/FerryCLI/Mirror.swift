@@ -106,16 +106,18 @@ struct Mirror {
             let (descriptor, manifestData) = try await source.resolve(ref)
             let manifest = try Manifest.parse(manifestData)
             let signatures = try await source.signatures(ref: ref, digest: descriptor.digest)
+            // A logged remote's release verifies with the keys its log made current where the release is logged.
+            var releaseKeys = keys
+            if let policy = try LogPolicy.of(remote) {
+                releaseKeys = try await checkLogged(ref: ref, descriptor: descriptor, policy: policy)
+            }
             _ = try ClaimVerifier.verify(signatures, digest: descriptor.digest, identity: remote.identity(for: ref),
-                                         keys: keys)
+                                         keys: releaseKeys)
             var files: [String: Data] = [:]
             if remote.tufRoot != nil {
                 let refresh = FreshnessRefresh(remote: remote, directory: scratch + "/tuf", fetcher: HTTPTUFFetcher(),
                                                order: { transport.preferReachable($0) })
                 files = try await refresh.refresh(ref: ref, descriptor: descriptor).files
-            }
-            if let policy = try LogPolicy.of(remote) {
-                try await checkLogged(ref: ref, descriptor: descriptor, policy: policy, keys: keys)
             }
             var copied = Copied(ref: ref, digest: descriptor.digest)
             var blobs: [Descriptor] = []
@@ -159,14 +161,20 @@ struct Mirror {
         }
     }
 
-    /// A logged remote's release is copied only when its log holds it, under a checkpoint its policy accepts.
-    private func checkLogged(ref: Ref, descriptor: Descriptor, policy: LogPolicy, keys: TrustedKeys) async throws {
-        let files = try await ReleaseLogStaging(remote: remote, policy: policy, transport: transport)
-            .files(ref: ref, descriptor: descriptor, trusted: nil, allowStale: false)
-        let proof = try ReleaseProof(parsing: files["log/\(ReleaseProof.fileName)"] ?? Data())
+    /// A logged remote's release is copied only when its log holds it, under a checkpoint its policy accepts, and
+    /// is not recalled. Returns the keys the log made current where the release is logged.
+    private func checkLogged(ref: Ref, descriptor: Descriptor, policy: LogPolicy) async throws -> TrustedKeys {
+        let staged = try await ReleaseLogStaging(remote: remote, policy: policy, transport: transport)
+            .release(ref: ref, descriptor: descriptor, allowStale: false)
+        let proof = try ReleaseProof(parsing: staged.files["log/\(ReleaseProof.fileName)"] ?? Data())
         _ = try proof.verify(policy: policy, trusted: nil, consistency: nil, now: unixNow())
+        if let recall = staged.ledger.recall(ref: ref, digest: descriptor.digest) {
+            throw FerryError.untrusted(RemoteLog.describe(recall, remote: remote.name))
+        }
+        let keys = try staged.keys(gpg: remote.gpgKeys)
         try ReleaseLogCheck.checkEntry(of: proof, ref: ref, descriptor: descriptor, remote: remote, keys: keys,
                                        claim: nil)
+        return keys
     }
 
     private enum BlobState { case good, bad, missing }

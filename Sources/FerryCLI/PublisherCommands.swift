@@ -55,7 +55,7 @@ struct SignCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ref = try Ref(ref)
-        let signer = ReleaseSigner(ed25519Key: try ed25519Key.map(loadSecretKey), gpgFingerprint: gpgKey,
+        let signer = ReleaseSigner(ed25519Key: try ed25519Key.map(loadMinisignSecretKey), gpgFingerprint: gpgKey,
                                    logKey: try logKey.map(loadLogSigner))
         let result = try signer.sign(layout: layout, ref: ref, identity: identity, timestamp: timestamp)
         for line in result.added { print("\(ref): \(line)") }
@@ -64,18 +64,6 @@ struct SignCommand: AsyncParsableCommand {
         }
     }
 
-    /// Reads a minisign secret key; an encrypted key's password comes from `FERRY_KEY_PASSWORD` or the terminal.
-    private func loadSecretKey(_ path: String) throws -> MinisignSecretKey {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw FerryError.invalidArgument("cannot read secret key \(path)")
-        }
-        if let key = try? MinisignSecretKey(parsing: text, password: nil) { return key }
-        var password = ProcessInfo.processInfo.environment["FERRY_KEY_PASSWORD"]
-        if password == nil, isatty(0) != 0, let typed = getpass("Password for \(path): ") {
-            password = String(cString: typed)
-        }
-        return try MinisignSecretKey(parsing: text, password: password)
-    }
 }
 
 /// `ferry verify LAYOUT --ref REF`: checks an image the way an installer would, without installing it.
@@ -101,4 +89,17 @@ struct VerifyCommand: AsyncParsableCommand {
             throw error.prefixed("\(layout) \(ref)")
         }
     }
+}
+
+/// Reads a minisign secret key; an encrypted key's password comes from `FERRY_KEY_PASSWORD` or the terminal.
+func loadMinisignSecretKey(_ path: String) throws -> MinisignSecretKey {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        throw FerryError.invalidArgument("cannot read secret key \(path)")
+    }
+    if let key = try? MinisignSecretKey(parsing: text, password: nil) { return key }
+    var password = ProcessInfo.processInfo.environment["FERRY_KEY_PASSWORD"]
+    if password == nil, isatty(0) != 0, let typed = getpass("Password for \(path): ") {
+        password = String(cString: typed)
+    }
+    return try MinisignSecretKey(parsing: text, password: password)
 }

@@ -39,6 +39,8 @@ struct RemoteAddCommand: AsyncParsableCommand {
     @Option(help: "Witness cosignatures a checkpoint needs (default: all witnesses).") var witnessQuorum: Int?
     @Option(help: "How old, in seconds, the newest witness cosignature may be (default with witnesses: 7 days; 0: no bound).")
     var maxAge: Int64?
+    @Option(help: "How many current ed25519 keys must sign a key event in the log (default 1).")
+    var keyThreshold: Int?
     @Flag(help: ArgumentHelp(
         "Start the remote's trust afresh: its rollback records and its trusted log checkpoint.",
         discussion: "Lifts the refusal a forked log left (the evidence stays).")) var resetTrust = false
@@ -48,7 +50,7 @@ struct RemoteAddCommand: AsyncParsableCommand {
         if (url == nil) == (from == nil) { throw ValidationError("give the remote's URL, or --from FILE|URL") }
         if from != nil, registry || !ed25519Keys.isEmpty || !gpgKeys.isEmpty || tufRoot != nil || !mirrors.isEmpty
             || signatureLookaside != nil || signedIdentity != nil || logKey != nil || !witnesses.isEmpty
-            || witnessQuorum != nil || maxAge != nil
+            || witnessQuorum != nil || maxAge != nil || keyThreshold != nil
         {
             throw ValidationError("--from names the remote's settings and keys itself: give no other")
         }
@@ -94,6 +96,7 @@ struct RemoteAddCommand: AsyncParsableCommand {
             lines += policy.witnesses.map { "  witness \($0)" }
             if !policy.witnesses.isEmpty { lines.append("  witness quorum \(policy.quorum)") }
             if let maxAge = policy.maxAge { lines.append("  max-age \(maxAge) s") }
+            lines.append("  key events need \(remote.effectiveKeyThreshold) of the current keys")
         }
         if let root = remote.tufRoot { lines.append("  TUF root \(Digest.of(root))") }
         if location.contains("://") && !location.hasPrefix("file://") {
@@ -130,6 +133,7 @@ struct RemoteAddCommand: AsyncParsableCommand {
         remote.witnessKeys = try witnesses.map { try loadVerifierKey($0).text }
         remote.witnessQuorum = witnessQuorum
         remote.maxAge = maxAge
+        remote.keyThreshold = keyThreshold
         try remote.validate()
         _ = try LogPolicy.of(remote)
         return remote
@@ -277,7 +281,19 @@ struct RemoteInfoCommand: AsyncParsableCommand {
         let keys = try TrustedKeys(remote: remote)
         var lines = ["remote \(remote.name) (\(target)): \(remote.url)\(remote.isRegistry ? " (registry)" : "")"]
         lines += remote.mirrors.map { "  mirror: \($0)" }
-        lines += keys.ed25519.map { "  ed25519 key \($0.keyID): active" }
+        let paths = target == .system ? context.systemPaths : context.userPaths
+        let ledger = try RemoteLog(remote: remote, paths: paths)?.storedLedger()
+        if let ledger {
+            // The keys as this scope's reading of the log left them (the blessed ones, then key events).
+            lines += ledger.keys.map { record in
+                "  ed25519 key \(record.id): \(record.status)" + (record.added.map { " (added at log entry \($0))" } ?? "")
+            }
+            lines.append("  key threshold \(remote.effectiveKeyThreshold); log read up to entry \(ledger.size)")
+            lines += ledger.recalls.map { "  recalled: \($0.ref) \($0.digest.prefix(19)): \($0.reason)" }
+            lines += ledger.refused.suffix(5).map { "  refused log entry \($0.index): \($0.reason)" }
+        } else {
+            lines += keys.ed25519.map { "  ed25519 key \($0.keyID): active" }
+        }
         lines += (keys.gpg.isEmpty ? [] : try GPG.fingerprints(of: keys.gpg)).map { "  GPG key \($0): active" }
         if let root = remote.tufRoot { lines.append("  TUF root \(Digest.of(root))") }
         if let identity = remote.signedIdentity { lines.append("  signed identity \(identity)") }
@@ -285,7 +301,6 @@ struct RemoteInfoCommand: AsyncParsableCommand {
             lines.append("  transparency log \(policy.logKey.name), key \(policy.logKey)")
             lines += policy.witnesses.map { "  witness \($0)" }
             lines.append("  witness quorum \(policy.quorum), max-age " + (policy.maxAge.map { "\($0) s" } ?? "none"))
-            let paths = target == .system ? context.systemPaths : context.userPaths
             if let trusted = FileManager.default.contents(atPath: paths.log(remote.name) + "/checkpoint"),
                 let checkpoint = try? Checkpoint.open(trusted, logKey: policy.logKey).checkpoint
             {

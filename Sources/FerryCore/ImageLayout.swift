@@ -147,8 +147,18 @@ public struct ImageLayout: Sendable {
     /// Reads the signatures stored for `ref` at `digest`: `signature-N` and `claim-N.json(.minisig)`,
     /// N counting from 1 until the first missing file.
     public func signatures(ref: Ref, digest: Digest) throws -> SignatureSet {
+        guard let dir = try root.openDirectory(SignatureSet.directory(ref: ref, digest: digest)) else {
+            return SignatureSet()
+        }
+        return try SignatureSet.read(from: dir, policy: policy)
+    }
+}
+
+extension SignatureSet {
+    /// Reads `signature-N` and `claim-N.json(.minisig)` from a directory (a layout's signature directory, or a
+    /// deployment's `signatures/`), N counting from 1 until the first missing file.
+    public static func read(from dir: DirectoryHandle, policy: DirectoryHandle.FilePolicy = .plain) throws -> SignatureSet {
         var set = SignatureSet()
-        guard let dir = try root.openDirectory(SignatureSet.directory(ref: ref, digest: digest)) else { return set }
         for n in 1...(SignatureSet.maxCount + 1) {
             guard let data = try dir.readFile(SignatureSet.gpgFileName(n), maxSize: SignatureSet.maxFileSize,
                                               policy: policy)

@@ -37,6 +37,11 @@ public struct Remote: Sendable, Equatable {
     /// How old (seconds) the newest witness cosignature may be when the remote is used; `nil`: the default (7 days
     /// when the remote has witnesses), `0`: no bound.
     public var maxAge: Int64?
+    /// How many of the remote's current ed25519 keys must sign a key event in its log; `nil`: 1.
+    public var keyThreshold: Int?
+
+    /// The threshold in force.
+    public var effectiveKeyThreshold: Int { keyThreshold ?? 1 }
 
     /// The default `max-age` of a remote with witnesses: 7 days.
     public static let defaultMaxAge: Int64 = 7 * 24 * 3600
@@ -112,6 +117,15 @@ public struct Remote: Sendable, Equatable {
             throw FerryError.invalidArgument("witnesses, a quorum and max-age need a log key")
         }
         if let maxAge, maxAge < 0 { throw FerryError.invalidArgument("max-age must not be negative") }
+        if let keyThreshold {
+            guard keyThreshold >= 1, keyThreshold <= max(1, ed25519Keys.count) else {
+                throw FerryError.invalidArgument("key-threshold \(keyThreshold) with \(ed25519Keys.count) ed25519 "
+                    + "keys (1 to the number of keys)")
+            }
+            guard logKey != nil else {
+                throw FerryError.invalidArgument("key-threshold needs a log key (key events are log entries)")
+            }
+        }
         if let signedIdentity {
             try Remote.validateIdentityPrefix(signedIdentity)
             guard !isRegistry else {
@@ -183,6 +197,7 @@ public struct RemoteStore: Sendable {
         var witnessKeys: [String]?
         var witnessQuorum: Int?
         var maxAge: Int64?
+        var keyThreshold: Int?
 
         enum CodingKeys: String, CodingKey {
             case url, registry, mirrors
@@ -192,6 +207,7 @@ public struct RemoteStore: Sendable {
             case witnessKeys = "witness-keys"
             case witnessQuorum = "witness-quorum"
             case maxAge = "max-age"
+            case keyThreshold = "key-threshold"
         }
     }
 
@@ -230,8 +246,10 @@ public struct RemoteStore: Sendable {
         if let known = RemoteStore.parsed.file(for: bytes) {
             file = known
         } else {
+            let text = String(decoding: data, as: UTF8.self)
+            try TOMLSubset.check(text, what: "\(path): malformed remote configuration")
             do {
-                file = try TOMLDecoder().decode(File.self, from: String(decoding: data, as: UTF8.self))
+                file = try TOMLDecoder().decode(File.self, from: text)
             } catch {
                 throw FerryError.invalidArgument("\(path): malformed remote configuration (\(error))")
             }
@@ -244,6 +262,7 @@ public struct RemoteStore: Sendable {
         remote.witnessKeys = file.witnessKeys ?? []
         remote.witnessQuorum = file.witnessQuorum
         remote.maxAge = file.maxAge
+        remote.keyThreshold = file.keyThreshold
         let keyDir = keyDirectory(name)
         let entries = ((try? FileManager.default.contentsOfDirectory(atPath: keyDir)) ?? []).sorted {
             $0.localizedStandardCompare($1) == .orderedAscending
@@ -304,7 +323,8 @@ public struct RemoteStore: Sendable {
         let file = File(url: remote.url, registry: remote.isRegistry, mirrors: remote.mirrors,
                         signatureLookaside: remote.signatureLookaside, signedIdentity: remote.signedIdentity,
                         logKey: remote.logKey, witnessKeys: remote.witnessKeys.isEmpty ? nil : remote.witnessKeys,
-                        witnessQuorum: remote.witnessQuorum, maxAge: remote.maxAge)
+                        witnessQuorum: remote.witnessQuorum, maxAge: remote.maxAge,
+                        keyThreshold: remote.keyThreshold)
         let text: String
         do {
             text = try TOMLEncoder().encode(file)

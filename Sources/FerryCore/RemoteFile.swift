@@ -44,6 +44,7 @@ public struct RemoteFile: Sendable {
         guard data.count <= RemoteFile.maxSize, let text = String(data: data, encoding: .utf8) else {
             throw FerryError.invalidArgument("\(source): not a .ferryrepo (larger than 1 MiB or not UTF-8)")
         }
+        try TOMLSubset.check(text, what: "\(source): not a .ferryrepo")
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
@@ -59,10 +60,6 @@ public struct RemoteFile: Sendable {
             file = try TOMLDecoder().decode(File.self, from: text)
         } catch {
             throw FerryError.invalidArgument("\(source): malformed .ferryrepo (\(error))")
-        }
-        if let threshold = file.keyThreshold, threshold != 1 {
-            throw FerryError.invalidArgument("\(source): key-threshold \(threshold) is not supported yet (key events "
-                + "are not applied by this version; a threshold above 1 would not be enforced)")
         }
         var tufRoot: Data?
         if let encoded = file.tufRoot {
@@ -80,6 +77,7 @@ public struct RemoteFile: Sendable {
         remote.witnessKeys = file.witnessKeys ?? []
         remote.witnessQuorum = file.witnessQuorum
         remote.maxAge = file.maxAge
+        remote.keyThreshold = file.keyThreshold
         try remote.validate()
         self.remote = remote
     }

@@ -23,11 +23,13 @@ public enum Helper1 {
         case rollback = "Rollback"
         case configureRemote = "ConfigureRemote"
         case listInstalled = "ListInstalled"
+        case applyLog = "ApplyLog"
 
         /// The D-Bus signature of the input arguments.
         public var signature: String {
             switch self {
             case .deploy: "hssa{sv}"
+            case .applyLog: "hsa{sv}"
             case .uninstall, .rollback, .configureRemote: "sa{sv}"
             case .listInstalled: ""
             }
@@ -37,12 +39,15 @@ public enum Helper1 {
         public var options: [String: String] {
             switch self {
             case .deploy: ["allow-downgrade": "b", "allow-stale": "b", "interactive": "b", "switch-remote": "b"]
-            case .uninstall, .rollback: ["interactive": "b"]
+            case .uninstall: ["interactive": "b"]
+            case .rollback: ["interactive": "b", "recalled": "b"]
+            case .applyLog: [:]
             case .configureRemote:
                 [
                     "url": "s", "registry": "b", "mirrors": "as", "ed25519-keys": "as", "gpg-keys": "aay",
                     "tuf-root": "ay", "signature-lookaside": "s", "signed-identity": "s", "reset-rollback-state": "b",
                     "interactive": "b", "log-key": "s", "witness-keys": "as", "witness-quorum": "u", "max-age": "t",
+                    "key-threshold": "u",
                 ]
             case .listInstalled: [:]
             }
@@ -106,16 +111,29 @@ public enum Helper1 {
         }
     }
 
-    /// The options of `Uninstall` and `Rollback`: only whether polkit may ask.
+    /// The options of `Uninstall` and `Rollback`: whether polkit may ask, and (`Rollback`) whether the caller
+    /// asks to leave a recalled release, which the helper checks against its own view of the remote's log.
     public struct CallOptions: Equatable, Sendable {
         public var interactive = false
+        /// `Rollback` only: the installed release is recalled (or signed by a revoked key); authorized as an update
+        /// when the helper's view of the log says so and the kept release is good.
+        public var recalled = false
 
-        public init(interactive: Bool = false) { self.interactive = interactive }
+        public init(interactive: Bool = false, recalled: Bool = false) {
+            self.interactive = interactive
+            self.recalled = recalled
+        }
 
-        public var encoded: BusValue { .vardict(["interactive": .bool(interactive)]) }
+        public var encoded: BusValue {
+            var options: [String: BusValue] = ["interactive": .bool(interactive)]
+            if recalled { options["recalled"] = .bool(true) }
+            return .vardict(options)
+        }
 
         public init(decoding value: BusValue, for method: Method) throws {
-            interactive = try method.decodeOptions(value)["interactive"]?.boolValue ?? false
+            let options = try method.decodeOptions(value)
+            interactive = options["interactive"]?.boolValue ?? false
+            recalled = options["recalled"]?.boolValue ?? false
         }
     }
 
@@ -147,6 +165,9 @@ public enum Helper1 {
                 if !remote.witnessKeys.isEmpty { settings["witness-keys"] = .stringArray(remote.witnessKeys) }
                 if let quorum = remote.witnessQuorum { settings["witness-quorum"] = .uint32(UInt32(clamping: quorum)) }
                 if let maxAge = remote.maxAge { settings["max-age"] = .uint64(UInt64(clamping: maxAge)) }
+                if let threshold = remote.keyThreshold {
+                    settings["key-threshold"] = .uint32(UInt32(clamping: threshold))
+                }
             }
             if resetRollbackState { settings["reset-rollback-state"] = .bool(true) }
             if remote != nil || resetRollbackState { settings["interactive"] = .bool(interactive) }

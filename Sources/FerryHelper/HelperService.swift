@@ -92,6 +92,7 @@ public final class HelperService: Sendable {
         case .rollback: return try rollback(call)
         case .configureRemote: return try configureRemote(call)
         case .listInstalled: return .values(Helper1.Installed.encode(try listInstalled()))
+        case .applyLog: return try applyLog(call)
         }
     }
 
@@ -139,18 +140,7 @@ public final class HelperService: Sendable {
         let remoteName = try RemoteName(call.arguments[1].stringValue ?? "")
         let ref = try Ref(call.arguments[2].stringValue ?? "")
         let options = try Helper1.DeployOptions(decoding: call.arguments[3])
-        let fd = try call.takeUnixFD(at: 0)
-        let staging: DirectoryHandle
-        do {
-            staging = try DirectoryHandle(adopting: fd)
-        } catch {
-            close(fd)
-            throw error
-        }
-        let uid = try call.senderUID()
-        guard let remote = try remotes.load(remoteName) else {
-            throw FerryError.untrusted("remote \(remoteName) is not configured system-wide")
-        }
+        let (staging, uid, remote) = try stagedCall(call, remote: remoteName)
         let sender = call.sender
         return try later(call, uid: uid) { [self] in
             // Staged files must belong to the caller: a hard link to a file of root's is not theirs to hand over.
@@ -167,11 +157,12 @@ public final class HelperService: Sendable {
             }
             if var check = try ReleaseLogCheck(remote: remote, ref: ref, layout: source, paths: paths) {
                 // Offline, against root's trusted checkpoint in log/REMOTE; the staged log/ is the only network.
-                check.allowStale = options.allowStale
-                check.onFork = { [logger] message in
+                check.log.allowStale = options.allowStale
+                check.log.onFork = { [logger] message in
                     logger.error("\(message)", metadata: ["remote": "\(remoteName)", "ref": "\(ref)"])
                 }
                 let logCheck = check
+                request.releaseKeys = { try logCheck.keys(for: $0) }
                 request.checkRelease = { try logCheck.check($0, claim: $1, keys: $2) }
             }
             let progress = ProgressSignal(connection: connection, ref: ref, destination: sender)
@@ -192,6 +183,26 @@ public final class HelperService: Sendable {
                 throw error.prefixed("\(remoteName) \(ref)")
             }
         }
+    }
+
+    /// What a call that hands over a staged directory (argument 0) for a remote carries: the directory, adopted,
+    /// the caller's uid, and the remote as root configured it.
+    private func stagedCall(_ call: BusMethodCall, remote name: RemoteName) throws
+        -> (DirectoryHandle, UInt32, Remote)
+    {
+        let fd = try call.takeUnixFD(at: 0)
+        let staging: DirectoryHandle
+        do {
+            staging = try DirectoryHandle(adopting: fd)
+        } catch {
+            close(fd)
+            throw error
+        }
+        let uid = try call.senderUID()
+        guard let remote = try remotes.load(name) else {
+            throw FerryError.untrusted("remote \(name) is not configured system-wide")
+        }
+        return (staging, uid, remote)
     }
 
     /// Asks polkit for the action that matches what the engine decided; nothing to do needs no authorization.
@@ -251,18 +262,64 @@ public final class HelperService: Sendable {
         let sender = call.sender
         let uid = try call.senderUID()
         // Refused before a job starts when there is nothing to roll back to.
-        _ = try installer.planRollback(ref)
+        let first = try installer.planRollback(ref)
+        // Leaving a recalled release: judged by root's own view of the remote's log (moved on by ApplyLog).
+        let leaving: (Remote, TrustLedger)?
+        if options.recalled {
+            guard let remote = try remotes.load(first.fromRemote),
+                let ledger = try RemoteLog(remote: remote, paths: paths)?.storedLedger()
+            else {
+                throw FerryError.untrusted("\(ref): remote \(first.fromRemote) has no transparency log here, so "
+                    + "nothing it installed can be recalled")
+            }
+            leaving = (remote, ledger)
+        } else {
+            leaving = nil
+        }
         return try later(call, uid: uid) { [self] in
-            let plan = try installer.rollback(ref, uid: uid) { plan in
-                try checkPolkit(PolkitPolicy.rollback, sender: sender,
+            let plan = try installer.rollback(ref, uid: uid, history: leaving == nil ? .rollback : .recall) { plan in
+                if let (remote, ledger) = leaving {
+                    try installer.checkLeavesBadRelease(plan, remote: remote, ledger: ledger)
+                }
+                try checkPolkit(PolkitPolicy.rollbackAction(leavingBadRelease: leaving != nil), sender: sender,
                                 details: ["ref": ref.string, "remote": plan.toRemote.string,
                                           "digest": plan.toDigest.description],
                                 interactive: options.interactive)
             }
-            logger.notice("\(ref): rolled back to \(plan.toDigest.short) from \(plan.toRemote)",
+            let verb = leaving == nil ? "rolled back" : "moved off a recalled release"
+            logger.notice("\(ref): \(verb) to \(plan.toDigest.short) from \(plan.toRemote)",
                           metadata: ["ref": "\(ref)", "remote": "\(plan.toRemote)", "digest": "\(plan.toDigest)",
                                      "uid": "\(uid)"])
             return [.string(plan.toDigest.description)]
+        }
+    }
+
+    // MARK: ApplyLog
+
+    /// Moves root's view of a remote's log forward from a staged view. No polkit: only a checkpoint signed by the
+    /// log key and cosigned by the quorum, extending the trusted one, with every entry since, is accepted, so a
+    /// caller can only bring root closer to what the log says (and a fork is evidence, whoever brings it).
+    private func applyLog(_ call: BusMethodCall) throws -> BusReply {
+        let remoteName = try RemoteName(call.arguments[1].stringValue ?? "")
+        _ = try Helper1.Method.applyLog.decodeOptions(call.arguments[2])
+        let (staging, uid, remote) = try stagedCall(call, remote: remoteName)
+        guard var log = try RemoteLog(remote: remote, paths: paths) else {
+            throw FerryError.invalidArgument("remote \(remoteName) has no transparency log")
+        }
+        log.onFork = { [logger] message in logger.error("\(message)", metadata: ["remote": "\(remoteName)"]) }
+        return try later(call, uid: uid) { [self, log] in
+            let view = try log.view(staged: ImageLayout(root: staging, policy: .init(owner: uid)))
+            let before = try log.storedLedger()
+            try log.commit(view)
+            for recall in view.ledger.recalls where !before.recalls.contains(recall) {
+                logger.notice("remote \(remoteName): \(RemoteLog.describe(recall, remote: remoteName))",
+                              metadata: ["remote": "\(remoteName)"])
+            }
+            for record in view.ledger.keys where !before.keys.contains(record) {
+                logger.notice("remote \(remoteName): key \(record.id) \(record.status)",
+                              metadata: ["remote": "\(remoteName)"])
+            }
+            return [.uint64(view.ledger.size)]
         }
     }
 

@@ -27,4 +27,11 @@ public enum PolkitPolicy {
 
     /// A rollback installs an older release than the publisher's newest claim brought: never passwordless.
     public static let rollback = downgrade
+
+    /// The action for a rollback: `dev.ferry.update` when it moves off a release the remote's log recalled (or
+    /// whose key it revoked) to a kept release that is good, since the publisher asked for it; otherwise
+    /// ``rollback``.
+    public static func rollbackAction(leavingBadRelease: Bool) -> String {
+        leavingBadRelease ? update : rollback
+    }
 }

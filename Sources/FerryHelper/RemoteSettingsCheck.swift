@@ -31,6 +31,7 @@ enum RemoteSettingsCheck {
         remote.witnessKeys = settings["witness-keys"]?.stringArrayValue ?? []
         remote.witnessQuorum = settings["witness-quorum"]?.uint32Value.map { Int($0) }
         remote.maxAge = settings["max-age"]?.uint64Value.map { Int64(clamping: $0) }
+        remote.keyThreshold = settings["key-threshold"]?.uint32Value.map { Int(clamping: $0) }
         try remote.validate()
         // Signed-note keys parse in microseconds: checked here, before polkit, like the ed25519 keys.
         _ = try LogPolicy.of(remote)

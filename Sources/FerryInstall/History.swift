@@ -5,6 +5,8 @@ import Foundation
 public struct HistoryEntry: Codable, Sendable, Equatable {
     public enum Action: String, Codable, Sendable {
         case install, update, downgrade, rollback, uninstall
+        /// A rollback off a release the remote's log recalled (or whose signing key it revoked).
+        case recall
         /// The app ID moved to another remote (`--switch-remote`).
         case switchRemote = "switch-remote"
     }

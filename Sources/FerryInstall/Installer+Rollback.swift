@@ -32,6 +32,31 @@ extension Installer {
                             toDigest: record.digest, toTimestamp: record.timestamp, deployment: previous)
     }
 
+    /// Checks that `plan` leaves a bad release for a good one by `ledger` (a scope's view of `remote`'s log): the
+    /// installed release is recalled or signed only by a revoked key, and the kept one, of the same remote, is
+    /// neither. Such a rollback is what the publisher asked for, and is authorized as an update.
+    public func checkLeavesBadRelease(_ plan: RollbackPlan, remote: Remote, ledger: TrustLedger) throws {
+        guard plan.fromRemote == remote.name, plan.toRemote == remote.name else {
+            throw FerryError.untrusted("\(plan.ref): the kept deployment is from remote \(plan.toRemote); only a "
+                + "rollback within remote \(remote.name) leaves a recalled release as an update")
+        }
+        let installed = try state().installed[plan.ref.string]
+        let from = ReleaseStatus.of(ref: plan.ref, digest: plan.fromDigest,
+                                    deployment: paths.root + "/" + (installed?.deployment ?? ""), remote: remote,
+                                    ledger: ledger)
+        guard !from.isGood else {
+            throw FerryError(.downgrade, "\(plan.ref): the installed release \(plan.fromDigest.short) is neither "
+                + "recalled nor signed by a revoked key by remote \(remote.name)'s log; a rollback needs "
+                + "dev.ferry.downgrade")
+        }
+        let to = ReleaseStatus.of(ref: plan.ref, digest: plan.toDigest, deployment: paths.root + "/" + plan.deployment,
+                                  remote: remote, ledger: ledger)
+        guard to.isGood else {
+            throw FerryError.untrusted("\(plan.ref): the kept release \(plan.toDigest.short) is not good either "
+                + "(\(to.label))")
+        }
+    }
+
     /// Switches `ref` to its kept previous deployment; the one it replaces becomes the kept one, so a second
     /// rollback goes forward again. `authorize` sees the plan before anything is written (the helper asks polkit
     /// for `dev.ferry.downgrade` there).
@@ -39,7 +64,8 @@ extension Installer {
     /// Timestamp records are left alone: they remember the newest release ever installed, so a later `update`
     /// offers it again and a rollback never lowers what a replayed claim must beat.
     @discardableResult
-    public func rollback(_ ref: Ref, uid: UInt32 = getuid(), authorize: (RollbackPlan) throws -> Void = { _ in })
+    public func rollback(_ ref: Ref, uid: UInt32 = getuid(), history action: HistoryEntry.Action = .rollback,
+                         authorize: (RollbackPlan) throws -> Void = { _ in })
         throws -> RollbackPlan
     {
         let first = try planRollback(ref)
@@ -65,7 +91,7 @@ extension Installer {
                 remote: plan.toRemote, digest: plan.toDigest, timestamp: plan.toTimestamp,
                 deployment: plan.deployment, previous: current.deployment, exports: exported)
         }
-        appendHistory(.rollback, uid: uid, remote: plan.toRemote, ref: ref, from: plan.fromDigest, to: plan.toDigest,
+        appendHistory(action, uid: uid, remote: plan.toRemote, ref: ref, from: plan.fromDigest, to: plan.toDigest,
                       tree: tree)
         return plan
     }

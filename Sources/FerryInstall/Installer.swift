@@ -25,6 +25,9 @@ public struct DeployRequest: Sendable {
     public var checkManifest: (@Sendable (Descriptor) throws -> Void)?
     /// Extra checks on the release once its claim verified (the transparency log): the manifest and the claim.
     public var checkRelease: (@Sendable (Descriptor, VerifiedClaim, TrustedKeys) throws -> Void)?
+    /// The keys to verify the release with, when they are not simply the remote's configured ones (a logged remote:
+    /// the keys its log made current where the release is logged, ``ReleaseLogCheck/keys(for:)``).
+    public var releaseKeys: (@Sendable (Descriptor) throws -> TrustedKeys)?
 
     public init(remote: Remote, ref: Ref, allowDowngrade: Bool = false, switchRemote: Bool = false,
                 now: Int64 = Int64(Date().timeIntervalSince1970),
@@ -141,7 +144,7 @@ public final class Installer: Sendable {
         }
         try request.checkManifest?(descriptor)
         let manifest = try source.manifest(descriptor)
-        let keys = try TrustedKeys(remote: request.remote)
+        let keys = try request.releaseKeys?(descriptor) ?? TrustedKeys(remote: request.remote)
         let signatures = try source.signatures(ref: ref, digest: descriptor.digest)
         let claim = try ClaimVerifier.verify(signatures, digest: descriptor.digest,
                                              identity: request.remote.identity(for: ref), keys: keys)

@@ -8,10 +8,12 @@ import Foundation
 /// reader checks the signatures with the remote's keys, as an install does. Encoded with sorted keys and no
 /// insignificant whitespace, byte data in base64; at most 65,535 bytes (the tlog-tiles bundle limit).
 ///
-/// Kinds: `release` (below); `key-add`, `key-remove`, `key-revoke` and `recall` are reserved for the trust
-/// operations (DESIGN.md, "Trust operations") and are read as ``Kind/other`` until then.
+/// Kinds: `release` (``ReleaseEntry``); `key-add`, `key-remove` and `key-revoke` (``KeyEvent``); `recall`
+/// (``RecallEntry``). The last two are signed statements (``SignedStatement``); DESIGN.md, "Trust operations".
 public enum LogEntry: Sendable, Equatable {
     case release(ReleaseEntry)
+    case keyEvent(KeyEvent)
+    case recall(RecallEntry)
     /// A kind this version does not know: shown by a monitor, trusted by nobody.
     case other(kind: String)
 
@@ -31,6 +33,8 @@ public enum LogEntry: Sendable, Equatable {
         }
         switch kind {
         case ReleaseEntry.kind: self = .release(try ReleaseEntry(parsing: data))
+        case RecallEntry.kind: self = .recall(try RecallEntry(parsing: data))
+        case _ where KeyChange(rawValue: kind) != nil: self = .keyEvent(try KeyEvent(parsing: data))
         default: self = .other(kind: String(kind.prefix(64)))
         }
     }

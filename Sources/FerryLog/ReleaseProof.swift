@@ -88,19 +88,33 @@ public struct LogPolicy: Sendable {
             throw FerryError.untrusted("checkpoint of \(logKey.name) claims \(opened.checkpoint.size) entries, more "
                 + "than any honest log of releases holds (\(LogPolicy.maxHonestSize))")
         }
-        let cosigned = opened.verified.filter { $0.key != logKey }
+        // One cosignature per witness (its newest): a note may carry two lines by one witness, and they are one
+        // witness's word.
+        var newestByWitness: [String: SignedNote.Verified] = [:]
+        for signature in opened.verified where signature.key != logKey {
+            let key = signature.key.description
+            if newestByWitness[key].map({ $0.timestamp < signature.timestamp }) ?? true {
+                newestByWitness[key] = signature
+            }
+        }
+        let cosigned = Array(newestByWitness.values)
         guard cosigned.count >= quorum else {
             throw FerryError.untrusted("checkpoint of \(logKey.name) at size \(opened.checkpoint.size) has "
                 + "\(cosigned.count) of the \(quorum) witness cosignatures required")
         }
         if let maxAge, !allowStale {
-            guard let newest = cosigned.map(\.timestamp).max() else {
+            // The quorum must be fresh, not one witness: with a quorum of 2, one colluding witness's fresh
+            // cosignature on an old checkpoint does not make it current.
+            let newest = cosigned.map(\.timestamp).sorted(by: >)
+            guard newest.count >= max(quorum, 1) else {
                 throw FerryError.untrusted("checkpoint of \(logKey.name) has no witness cosignature to show its age")
             }
-            let age = now - Int64(newest)
+            let age = now - Int64(newest[max(quorum, 1) - 1])
             guard age <= maxAge else {
-                throw FerryError(.failed, "the newest witness cosignature of \(logKey.name) is \(age) s old; the "
-                    + "remote allows \(maxAge) s; \(FerryError.staleViewHint)", cause: ESTALE)
+                let what = quorum > 1 ? "the \(quorum) newest witness cosignatures of \(logKey.name) are up to"
+                    : "the newest witness cosignature of \(logKey.name) is"
+                throw FerryError(.failed, "\(what) \(age) s old; the remote allows \(maxAge) s; "
+                    + FerryError.staleViewHint, cause: ESTALE)
             }
         }
         return opened.checkpoint
@@ -174,12 +188,25 @@ extension ReleaseProof {
             throw FerryError.untrusted("the release is not in the log: the inclusion proof of entry \(index) does not "
                 + "lead to the checkpoint's root")
         }
-        guard let trusted else { return checkpoint }
-        let before = try Checkpoint.open(trusted, logKey: policy.logKey).checkpoint
+        try policy.checkExtends(trusted: trusted, offered: checkpoint, offeredData: self.checkpoint,
+                                consistency: consistency)
+        return checkpoint
+    }
+}
+
+extension LogPolicy {
+    /// Checks that `offered` (whose signed bytes are `offeredData`, already opened under this policy) extends
+    /// `trusted`, the checkpoint trusted before, if any, with the `consistency` file. Throws ``LogForkError`` for a
+    /// fork, and `.untrusted` for a shrink (a stale mirror) or a missing or malformed proof.
+    public func checkExtends(trusted: Data?, offered checkpoint: Checkpoint, offeredData: Data, consistency: Data?)
+        throws
+    {
+        guard let trusted else { return }
+        let before = try Checkpoint.open(trusted, logKey: logKey).checkpoint
         func fork(_ why: String) -> LogForkError {
             LogForkError(message: "the log of \(checkpoint.origin) \(why) (trusted: size \(before.size) root "
                 + "\(before.rootHash.base64); offered: size \(checkpoint.size) root \(checkpoint.rootHash.base64))",
-                trusted: trusted, offered: self.checkpoint)
+                trusted: trusted, offered: offeredData)
         }
         if before.size > checkpoint.size {
             throw FerryError.untrusted("the log of \(checkpoint.origin) offered has \(checkpoint.size) entries, older "
@@ -187,7 +214,7 @@ extension ReleaseProof {
         }
         if before.size == checkpoint.size {
             guard before.rootHash == checkpoint.rootHash else { throw fork("forked: same size, another root") }
-            return checkpoint
+            return
         }
         guard let consistency else {
             throw FerryError.untrusted("log proof: no consistency proof from the trusted size \(before.size)")
@@ -203,6 +230,41 @@ extension ReleaseProof {
         } catch {
             throw fork("forked: it does not extend the checkpoint trusted before")
         }
-        return checkpoint
+    }
+}
+
+/// The log entries an agent stages for the installing side: every entry from the size that side has read to the
+/// checkpoint's size, so it can apply key events and recalls in order (``MerkleFrontier`` proves them). The file
+/// `log/entries` is `from N` and a newline, then each entry as in an entry bundle (a big-endian uint16 length and
+/// the bytes).
+public enum StagedEntries {
+    public static let fileName = "entries"
+    /// The largest file the installing side reads: 64 MiB, some 40,000 entries of releases.
+    public static let maxSize = 64 << 20
+
+    public static func encode(from: UInt64, _ entries: [Data]) throws -> Data {
+        Data("from \(from)\n".utf8) + (try EntryBundle.encode(entries))
+    }
+
+    /// The first index and the entries; there must be exactly `count` of them when it is given.
+    public static func decode(_ data: Data) throws -> (from: UInt64, entries: [Data]) {
+        guard data.count <= maxSize, let newline = data.firstIndex(of: 0x0a), newline - data.startIndex <= 32,
+            let line = String(data: data[data.startIndex..<newline], encoding: .utf8), line.hasPrefix("from "),
+            let from = Tile.decimal(String(line.dropFirst(5)), max: LogPolicy.maxHonestSize)
+        else {
+            throw FerryError.invalidArgument("staged log entries: malformed (no from line)")
+        }
+        let body = data[(newline + 1)...]
+        // Count first (a length prefix per entry), then decode exactly that many.
+        var count = 0
+        var offset = body.startIndex
+        while offset < body.endIndex {
+            guard body.endIndex - offset >= 2 else {
+                throw FerryError.invalidArgument("staged log entries: ends inside a length prefix")
+            }
+            offset += 2 + (Int(body[offset]) << 8 | Int(body[offset + 1]))
+            count += 1
+        }
+        return (from, try EntryBundle.decode(Data(body), count: count, what: "staged log entries", maxBytes: maxSize))
     }
 }

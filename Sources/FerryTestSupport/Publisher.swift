@@ -41,10 +41,12 @@ public final class Publisher: @unchecked Sendable {
     /// Builds and signs `version` of `ref`; returns the manifest digest.
     @discardableResult
     public func publish(ref: String, version: String, timestamp: Int64, identity: String? = nil,
-                        extra: [String: String] = [:], logKey: String? = nil) throws -> String {
+                        extra: [String: String] = [:], logKey: String? = nil, signingKey: String? = nil) throws
+        -> String
+    {
         let tree = try appTree(version: version, extra: extra)
         let built = try Command.check([BuiltProducts.ferry, "build", tree, layout, "--ref", ref, "--command", "/bin/hello"])
-        var sign = [BuiltProducts.ferry, "sign", layout, "--ref", ref, "--ed25519-key", secretKey,
+        var sign = [BuiltProducts.ferry, "sign", layout, "--ref", ref, "--ed25519-key", signingKey ?? secretKey,
                     "--timestamp", "\(timestamp)"]
         if let identity { sign += ["--identity", identity] }
         if let logKey { sign += ["--log-key", logKey] }

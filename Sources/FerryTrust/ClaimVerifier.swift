@@ -117,8 +117,20 @@ public enum ClaimVerifier {
                 note(.malformed, FerryError.signatureInvalid("\(name): \(error)"))
                 continue
             }
+            if let why = keys.retired[signature.keyID], !keys.ed25519.contains(where: { $0.keyID == signature.keyID }) {
+                note(.untrusted, FerryError.untrusted("\(name): signed by \(signature.keyID), which \(why)"))
+                continue
+            }
             do {
                 _ = try signature.verify(pair.claim, keys: keys.ed25519)
+                // A revoked key: its claims from the revocation's time on count for nothing, logged before or not.
+                if let limit = keys.notAfter[signature.keyID],
+                    let (_, timestamp) = try? check(pair.claim, digest: digest, identity: identity), timestamp >= limit
+                {
+                    let why = keys.retired[signature.keyID] ?? "the remote revoked"
+                    note(.untrusted, FerryError.untrusted("\(name): signed by \(signature.keyID), which \(why)"))
+                    continue
+                }
                 consider(content: pair.claim, signer: "ed25519:" + signature.keyID, file: name)
             } catch let error as FerryError {
                 note(stage(of: error), error.prefixed(name))

@@ -8,6 +8,12 @@ public struct TrustedKeys: Sendable, Equatable {
     /// OpenPGP public key files (armored or binary) for `signature-N` messages.
     public var gpg: [Data]
 
+    /// For ed25519 keys a remote revoked: claims from this time on (Unix seconds) signed by the key do not count.
+    public var notAfter: [String: Int64] = [:]
+    /// Why a key the remote once trusted does not count here (removed, revoked, added later), by key id; the error
+    /// for a signature by such a key says it, instead of "unknown key".
+    public var retired: [String: String] = [:]
+
     public init(ed25519: [MinisignPublicKey] = [], gpg: [Data] = []) {
         self.ed25519 = ed25519
         self.gpg = gpg

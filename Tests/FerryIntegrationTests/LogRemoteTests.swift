@@ -13,15 +13,8 @@ final class LogRemoteTests: SystemTestCase {
 
     override func setUpWithError() throws {
         try super.setUpWithError()
-        try FileManager.default.createDirectory(atPath: keys, withIntermediateDirectories: true)
-        try Command.check([BuiltProducts.ferry, "log", "keygen", "example.com/apps/log", "--output", keys + "/log"])
-        try Command.check([BuiltProducts.ferry, "log", "keygen", "w1.example/witness", "--witness", "--output",
-                           keys + "/w1"])
-        try Command.check(["chmod", "-R", "a+rX", keys])
-        witness = try WitnessServer(key: keys + "/w1.key", logs: [keys + "/log.vkey"],
-                                    state: fixture.scratch.file("w1-state"))
+        witness = try fixture.startLog(keys: keys)
         // The fixture's v1 was signed before the log existed: start the log and publish v1 again, logged.
-        try Command.check([BuiltProducts.ferry, "log", "init", fixture.publisher.layout, "--key", keys + "/log.key"])
         try publish("v1", timestamp: 1_700_000_050)
     }
 
@@ -172,7 +165,14 @@ final class LogRemoteTests: SystemTestCase {
         XCTAssertTrue(update.err.contains("the log of example.com/apps/log forked: it does not extend the checkpoint "
             + "trusted before"), update.err)
         XCTAssertFalse(update.out.contains("up to date"), update.out)
-        XCTAssertUnchanged(before, fixture.snapshot())
+        // The update's reading of the log brought the fork to the helper: evidence and the refusal are all that
+        // changed; no deployment, state or trusted checkpoint did.
+        let after = fixture.snapshot()
+        let changed = TreeSnapshot.difference(before, after)
+        XCTAssertFalse(changed.isEmpty)
+        XCTAssertTrue(changed.allSatisfy { $0.hasPrefix("var/lib/ferry/log/demo/evidence-")
+            || $0.hasPrefix("var/lib/ferry/log/demo/refused:") }, "\(changed)")
+        XCTAssertEqual(before["var/lib/ferry/log/demo/checkpoint"], after["var/lib/ferry/log/demo/checkpoint"])
     }
 
     func testAnOldWitnessedViewNeedsAllowStaleAndAnAdministrator() throws {
@@ -295,13 +295,14 @@ final class LogRemoteTests: SystemTestCase {
         }
         XCTAssertTrue(info.out.contains(" s old (fresh)"), info.out)
 
-        // A threshold this version cannot enforce is refused, not ignored.
+        // A threshold the keys cannot meet is refused, not ignored.
         try fixture.scratch.write("threshold.ferryrepo", "url = \"\(fixture.server.url)\"\nkey-threshold = 2\n")
         let threshold = try fixture.testbed.agent("ferryt-alice", ["remote-add", "--user", "t", "--from",
                                                                    fixture.scratch.file("threshold.ferryrepo"),
                                                                    "--assume-yes"])
         XCTAssertEqual(threshold.status, 1)
-        XCTAssertTrue(threshold.err.contains("key-threshold 2 is not supported yet"), threshold.err)
+        XCTAssertTrue(threshold.err.contains("key-threshold 2 with 0 ed25519 keys (1 to the number of keys)"),
+                      threshold.err)
     }
 
     /// A mirror of a logged remote copies only logged releases: an image the log does not hold is not spread.

@@ -103,3 +103,20 @@ func XCTAssertUnchanged(_ before: [String: String], _ after: [String: String], f
     let diff = TreeSnapshot.difference(before, after)
     XCTAssertTrue(diff.isEmpty, "disk changed:\n" + diff.joined(separator: "\n"), file: file, line: line)
 }
+
+extension SystemFixture {
+    /// Gives the publisher a transparency log: a log key `example.com/apps/log` and a witness key `w1.example/witness`
+    /// in `keys` (`log.key`/`.vkey`, `w1.key`/`.vkey`, readable by the test users), a real witness that cosigns the
+    /// log, and an empty log under the publisher's layout. The caller stops the witness.
+    func startLog(keys: String) throws -> WitnessServer {
+        try FileManager.default.createDirectory(atPath: keys, withIntermediateDirectories: true)
+        try Command.check([BuiltProducts.ferry, "log", "keygen", "example.com/apps/log", "--output", keys + "/log"])
+        try Command.check([BuiltProducts.ferry, "log", "keygen", "w1.example/witness", "--witness", "--output",
+                           keys + "/w1"])
+        try Command.check(["chmod", "-R", "a+rX", keys])
+        let witness = try WitnessServer(key: keys + "/w1.key", logs: [keys + "/log.vkey"],
+                                        state: scratch.file("w1-state"))
+        try Command.check([BuiltProducts.ferry, "log", "init", publisher.layout, "--key", keys + "/log.key"])
+        return witness
+    }
+}

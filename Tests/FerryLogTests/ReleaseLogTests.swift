@@ -82,8 +82,8 @@ final class ReleaseLogTests: XCTestCase {
                                  signatures: SignatureSet(gpg: [Data("sig".utf8)]))
         let bytes = try entry.serialized()
         XCTAssertEqual(try LogEntry(parsing: bytes), .release(entry))
-        XCTAssertEqual(try LogEntry(parsing: Data(#"{"kind":"key-add","key":"x"}"#.utf8)), .other(kind: "key-add"))
-        for bad in [#"{"kind":"release","kind":"release"}"#, #"["release"]"#, #"{"kind":"release","ref":"../x"}"#,
+        XCTAssertEqual(try LogEntry(parsing: Data(#"{"kind":"attestation","x":1}"#.utf8)), .other(kind: "attestation"))
+        for bad in [#"{"kind":"key-add","key":"x"}"#, #"{"kind":"release","kind":"release"}"#, #"["release"]"#, #"{"kind":"release","ref":"../x"}"#,
                     String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: Self.ref, with: "a//b")] {
             XCTAssertThrowsError(try LogEntry(parsing: Data(bad.utf8)), bad)
         }

@@ -88,6 +88,27 @@ final class ReleaseProofTests: XCTestCase {
         let (two, _) = try proof("two", ["a"], index: 0, cosigners: [w1, w2])
         XCTAssertEqual(message { _ = try two.verify(policy: self.policy(quorum: 2), trusted: nil, consistency: nil,
                                                    now: 0) }, "no error")
+        // One witness twice (two lines, two timestamps) is refused by the note's parser: never two cosignatures.
+        let note = try SignedNote(one.checkpoint)
+        let again = note.adding(try w1.sign(text: Data(note.text.utf8), timestamp: 1_700_000_500))
+        let second = try XCTUnwrap(String(decoding: again.serialized, as: UTF8.self).split(separator: "\n")
+            .last { $0.hasPrefix("— w1.example ") })
+        var doubled = one
+        doubled.checkpoint = one.checkpoint + Data((second + "\n").utf8)
+        XCTAssertEqual(message { _ = try doubled.verify(policy: self.policy(quorum: 2), trusted: nil, consistency: nil,
+                                                       now: 0) },
+                       "signed note has two signatures by w1.example+\(NoteVerifierKey.hex(w1.verifierKey.keyID))")
+        // With a quorum of two, both must be young: one fresh cosignature does not make an old checkpoint current.
+        let oldAndNew = try SignedNote(one.checkpoint).adding(try w2.sign(text: Data(note.text.utf8),
+                                                                          timestamp: 1_700_001_000))
+        var mixed = one
+        mixed.checkpoint = oldAndNew.serialized
+        XCTAssertTrue(message { _ = try mixed.verify(policy: self.policy(quorum: 2, maxAge: 100), trusted: nil,
+                                                     consistency: nil, now: 1_700_001_050) }
+            .hasPrefix("the 2 newest witness cosignatures of example.com/apps/log are up to 1050 s old; the remote "
+                + "allows 100 s"))
+        XCTAssertEqual(message { _ = try mixed.verify(policy: self.policy(quorum: 1, maxAge: 100), trusted: nil,
+                                                      consistency: nil, now: 1_700_001_050) }, "no error")
     }
 
     func testAgeInclusionAndSize() throws {
