@@ -61,6 +61,7 @@ let package = Package(
             name: "FerryFetch",
             dependencies: [
                 "FerryCore",
+                "FerryArchive",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

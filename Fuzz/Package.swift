@@ -30,6 +30,9 @@ let package = Package(
         fuzzTarget("fuzz-checkpoint", [.product(name: "FerryLog", package: ferry)]),
         fuzzTarget("fuzz-tile", [.product(name: "FerryLog", package: ferry)]),
         fuzzTarget("fuzz-witness", [.product(name: "FerryLog", package: ferry)]),
+        fuzzTarget("fuzz-chunked-toc", [
+            .product(name: "FerryCore", package: ferry), .product(name: "FerryArchive", package: ferry),
+        ]),
         fuzzTarget("fuzz-logentry", [
             .product(name: "FerryCore", package: ferry), .product(name: "FerryLog", package: ferry),
             .product(name: "FerryInstall", package: ferry),

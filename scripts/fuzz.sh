@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
 targets=${*:-fuzz-oci fuzz-claim fuzz-minisign fuzz-tuf fuzz-layer fuzz-note fuzz-checkpoint fuzz-tile fuzz-witness \
-    fuzz-ferryrepo fuzz-logentry}
+    fuzz-ferryrepo fuzz-logentry fuzz-chunked-toc}
 config=${FUZZ_CONFIG:-release}
 scratch=$PWD/.build-fuzz
 

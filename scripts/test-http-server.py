@@ -11,7 +11,8 @@ redirect-loop (302 to itself), redirect-chain (302 to itself with a new query ea
 stall-headers (accept the request, never answer), endless-length (announce a huge Content-Length, stream zeros),
 slow (send at RATE bytes/s, default 1 MiB/s), status-N (any N), drip (send AFTER bytes, then one byte every
 INTERVAL seconds, default 0.5), drip-headers (send the status line, then one header byte every INTERVAL seconds),
-challenge (401 with the header "WWW-Authenticate: CHALLENGE"). "times" (default: always) counts down.
+challenge (401 with the header "WWW-Authenticate: CHALLENGE"), no-ranges (ignore Range: 200 with the whole file, as
+some servers do). "times" (default: always) counts down.
 Each log line has the request's Authorization header ("authorization", or null).
 """
 import argparse, json, os, sys, threading, time

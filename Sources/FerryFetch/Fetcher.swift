@@ -1,3 +1,4 @@
+import FerryArchive
 import FerryCore
 import Foundation
 
@@ -122,13 +123,36 @@ public final class Fetcher: Sendable {
             unlink(partial + ".lock")
             return
         }
-        try await source.downloadBlob(descriptor, ref: ref, to: partial, transport: transport,
-                                      received: { n in self.progress.advance(n) }) {
+        let reuse = ChunkedReuse(cacheDirectory: cacheDirectory, transport: transport)
+        let progress = self.progress
+        let finish = { [self] in
             guard rename(partial, cachedBlobPath(descriptor.digest)) == 0 else { throw ioError("rename \(partial)") }
             // The lock file goes too, still held: whoever takes it next, or a new one at that path, finds the blob
             // cached and writes nothing. Without this, one empty file per blob ever fetched would stay.
             unlink(partial + ".lock")
+            reuse.remember(descriptor)
         }
+        // A zstd:chunked layer is first assembled from frames the cache holds, from the first URL that answers
+        // ranges; whatever does not work out falls back to the whole download below.
+        if (try? ChunkedTOC.announced(by: descriptor)) ?? nil != nil,
+            let url = transport.preferReachable(source.blobURLs(descriptor.digest, ref: ref)).first
+        {
+            do {
+                let headers = try await source.headers(for: url, ref: ref)
+                if try await reuse.assemble(descriptor, url: url, headers: headers, to: partial,
+                                            received: { n in progress.advance(n) }) != nil {
+                    try finish()
+                    return
+                }
+            } catch let error as FerryError where error.code == .noSpace {
+                unlink(partial)
+                throw error
+            } catch {
+                unlink(partial)
+            }
+        }
+        try await source.downloadBlob(descriptor, ref: ref, to: partial, transport: transport,
+                                      received: { n in progress.advance(n) }, finish: finish)
     }
 
     private func makeStaging(ref: Ref, descriptor: Descriptor, manifest: Manifest, signatures: SignatureSet,

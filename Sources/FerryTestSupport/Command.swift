@@ -1,3 +1,4 @@
+import FerryCore
 import Foundation
 
 /// What a finished child process left behind.
@@ -109,4 +110,17 @@ public enum BuiltProducts {
 
     public static var ferry: String { directory + "/ferry" }
     public static var helper: String { directory + "/ferry-helper" }
+}
+
+/// The message of the error `body` throws (a `FerryError`'s message, or the error described), or "no error": for
+/// tests that assert exact refusals.
+public func errorMessage(_ body: () throws -> Void) -> String {
+    do {
+        try body()
+        return "no error"
+    } catch let error as FerryError {
+        return error.message
+    } catch {
+        return "\(error)"
+    }
 }

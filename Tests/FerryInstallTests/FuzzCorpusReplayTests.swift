@@ -1,3 +1,4 @@
+import FerryArchive
 import FerryCore
 import FerryInstall
 import FerryLog
@@ -29,6 +30,9 @@ final class FuzzCorpusReplayTests: XCTestCase {
             _ = try? MinisignPublicKey(parsing: String(decoding: input, as: UTF8.self))
         }
         for (_, input) in try seeds("fuzz-tuf") { _ = try? TUFJSON.parse(input) }
+        for (name, input) in try seeds("fuzz-chunked-toc") where name.hasSuffix(".json") {
+            XCTAssertNoThrow(try ChunkedTOC(json: input, tocOffset: 1 << 30, blobSize: 1 << 31), name)
+        }
         for target in ["fuzz-note", "fuzz-checkpoint", "fuzz-tile", "fuzz-witness"] {
             for (_, input) in try seeds(target) {
                 _ = try? SignedNote(input)
