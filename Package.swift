@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.2
 import PackageDescription
 
 /// Ferry: signed OCI images installed on Linux by an unprivileged agent and a root helper.
@@ -114,3 +114,9 @@ let package = Package(
         .testTarget(name: "FerryRobustnessTests", dependencies: ["FerryTestSupport", "FerryCore", "FerryFetch"]),
     ]
 )
+
+// Warnings are errors in Ferry's own code, in every build (CI included): a warning is fixed when it appears, not
+// collected. Dependencies are not affected.
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + [.treatAllWarnings(as: .error)]
+}
