@@ -90,6 +90,49 @@ final class ReleaseLogTests: XCTestCase {
         XCTAssertThrowsError(try LogEntry(parsing: Data(count: 70_000)))
     }
 
+    /// The audit reads key events as clients do: a release by a key the log added verifies, the key-add and the
+    /// recall are listed with their key and reason, and a key event signed by a stranger is listed as refused.
+    func testAuditFollowsKeyEventsAndListsRecalls() throws {
+        try ferry(["build", "app", "layout", "--ref", Self.ref, "--command", "/bin/hello"])
+        try ferry(["log", "init", "layout", "--key", "log.key"])
+        try release("v1", timestamp: 1_700_000_000)
+        try Command.check(["minisign", "-G", "-W", "-p", temp.file("new.pub"), "-s", temp.file("new.key")])
+        try Command.check(["minisign", "-G", "-W", "-p", temp.file("stranger.pub"), "-s", temp.file("stranger.key")])
+        let line = try String(contentsOfFile: temp.file("release.pub"), encoding: .utf8).split(separator: "\n").last!
+        try temp.write("repo.ferryrepo", "url = \"https://example.com/apps\"\ned25519-keys = [\"\(line)\"]\n"
+            + "log-key = \"\(try String(contentsOfFile: temp.file("log.vkey"), encoding: .utf8).trimmingCharacters(in: .newlines))\"\n")
+        let trust = ["--from", "repo.ferryrepo", "--log-key", "log.key"]
+        try ferry(["key", "add", "layout", "--ed25519-key", "release.key", "--key", "new.pub"] + trust)
+        try temp.write("app/bin/hello", "#!/bin/sh\necho hello v2\n")
+        try ferry(["build", "app", "layout", "--ref", Self.ref, "--command", "/bin/hello"])
+        try ferry(["sign", "layout", "--ref", Self.ref, "--ed25519-key", "new.key", "--timestamp", "1700000100",
+                   "--log-key", "log.key"])
+        let digest = try ImageLayout(path: temp.file("layout")).descriptor(for: try Ref(Self.ref)).digest
+        try ferry(["recall", "layout", "--ed25519-key", "new.key", "--ref", Self.ref, "--digest", digest.description,
+                   "--reason", "crashes"] + trust)
+        // A stranger's key-add: the publisher's tool refuses it, so it is appended by hand (a careless operator).
+        let refused = try ferry(["key", "add", "layout", "--ed25519-key", "stranger.key", "--key", "stranger.pub"]
+                                    + trust, status: 1)
+        XCTAssertTrue(refused.err.contains("not written: clients would refuse it: key-add of "), refused.err)
+        let entries = try LogDirectory(path: temp.file("layout/log")).entries(of: try Tile(entriesAt: 0, width: 4))
+        try entries[1].write(to: URL(fileURLWithPath: temp.file("replayed")))
+        try ferry(["log", "append", "layout", "--key", "log.key", "replayed"])
+
+        // The refused entry does not verify: the audit says so and exits 1.
+        let audit = try audit(status: 1)
+        XCTAssertEqual(audit.err, "ferry: 1 of 5 log entries did not verify\n")
+        let lines = audit.out.split(separator: "\n").map(String.init)
+        let newID = String(try String(contentsOfFile: temp.file("new.pub"), encoding: .utf8)
+            .split(separator: "\n")[0].split(separator: " ").last!)
+        XCTAssertEqual(lines.count, 6, audit.out)
+        XCTAssertTrue(lines[1].hasPrefix("1 key-add \(newID) ") && lines[1].hasSuffix(" verified"), lines[1])
+        XCTAssertTrue(lines[2].hasPrefix("2 release \(Self.ref) \(digest) ") && lines[2].hasSuffix(" verified"), lines[2])
+        XCTAssertTrue(lines[3].hasPrefix("3 recall \(Self.ref) \(digest) ") && lines[3].contains("(crashes) verified"),
+                      lines[3])
+        XCTAssertTrue(lines[4].hasSuffix("NOT VERIFIED: key-add of \(newID): already applied (the same event appended "
+            + "again)"), lines[4])
+    }
+
     func testAuditListsEveryReleaseAndRefusesInventedEntriesAndForks() throws {
         try ferry(["build", "app", "layout", "--ref", Self.ref, "--command", "/bin/hello"])
         try ferry(["log", "init", "layout", "--key", "log.key"])
