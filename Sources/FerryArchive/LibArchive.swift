@@ -1,5 +1,6 @@
 internal import CArchive
 import FerryCore
+import Foundation
 
 #if canImport(Glibc)
     import Glibc
@@ -43,6 +44,39 @@ enum LibArchive {
     /// Bytes moved per read or write call: large enough to keep syscalls and libarchive overhead low, small
     /// enough that decompressed data is still in the CPU cache when the diff_id hasher and the write read it.
     static let chunkSize = 128 << 10
+
+    /// `data` as one zstd frame (libarchive's raw format with its zstd filter, to memory).
+    static func zstdFrame(_ data: Data) throws -> Data {
+        final class Collector {
+            var output = Data()
+        }
+        guard let archive = archive_write_new() else { throw FerryError.failed("libarchive: out of memory") }
+        defer { archive_write_free(archive) }
+        let collector = Collector()
+        var ok = archive_write_set_format_raw(archive) == ARCHIVE_OK
+        ok = ok && archive_write_add_filter_zstd(archive) == ARCHIVE_OK
+        ok = ok && archive_write_set_bytes_per_block(archive, 0) == ARCHIVE_OK
+        let context = Unmanaged.passUnretained(collector).toOpaque()
+        ok = ok && archive_write_open(archive, context, nil, { _, context, bytes, count in
+            guard let context, let bytes else { return count == 0 ? 0 : -1 }
+            Unmanaged<Collector>.fromOpaque(context).takeUnretainedValue().output
+                .append(bytes.assumingMemoryBound(to: UInt8.self), count: count)
+            return count
+        }, nil) == ARCHIVE_OK
+        if ok, let entry = archive_entry_new() {
+            defer { archive_entry_free(entry) }
+            archive_entry_set_pathname(entry, "toc.json")
+            archive_entry_set_filetype(entry, LibArchive.regular)
+            archive_entry_set_size(entry, Int64(data.count))
+            ok = archive_write_header(archive, entry) == ARCHIVE_OK
+        } else {
+            ok = false
+        }
+        ok = ok && data.withUnsafeBytes { archive_write_data(archive, $0.baseAddress, $0.count) == $0.count }
+        ok = ok && archive_write_close(archive) == ARCHIVE_OK
+        guard ok else { throw FerryError.failed("zstd: \(errorMessage(archive))") }
+        return collector.output
+    }
 }
 
 /// Writes all `count` bytes at `bytes` to `fd`, retrying short writes and `EINTR`.

@@ -16,19 +16,24 @@ struct BuildCommand: AsyncParsableCommand {
     @Argument(help: "The OCI image layout to create or add to.") var layout: String
     @Option(help: "The ref to publish the image under, e.g. org.example.App/x86_64/stable.") var ref: String
     @Option(help: "The image's command, a path inside the image (relative to its root).") var command: String?
-    @Option(help: "Layer compression: gzip or zstd.") var compression: String = "gzip"
+    @Option(help: ArgumentHelp(
+        "Layer compression: gzip, zstd or zstd:chunked.",
+        discussion: "zstd:chunked is a plain tar+zstd layer for every reader, with each file in frames of its own and "
+            + "a table of contents, so that updates fetch only what changed (large files in content-defined chunks)."))
+    var compression: String = "gzip"
 
     func run() async throws {
         let ref = try Ref(ref)
-        guard let compression = LayerCompression(rawValue: compression), compression != .none else {
-            throw ValidationError("--compression must be gzip or zstd")
+        let chunked = compression == "zstd:chunked"
+        guard let compression = chunked ? .zstd : LayerCompression(rawValue: compression), compression != .none else {
+            throw ValidationError("--compression must be gzip, zstd or zstd:chunked")
         }
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
             throw FerryError.invalidArgument("\(directory) is not a directory")
         }
         let image = try ImageBuilder.build(directory: directory, layout: layout, ref: ref, command: command,
-                                           compression: compression)
+                                           compression: compression, chunked: chunked)
         print("\(ref) \(image.digest)")
     }
 }

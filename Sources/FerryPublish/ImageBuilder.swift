@@ -10,15 +10,18 @@ public enum ImageBuilder {
     /// `command` becomes the config's `Entrypoint`. The config's `created` comes from `SOURCE_DATE_EPOCH` when set,
     /// so builds of the same tree can be reproducible.
     @discardableResult
+    /// `chunked` writes a `zstd:chunked` layer (with `compression` zstd), its TOC announced in the layer
+    /// descriptor's annotations.
     public static func build(directory: String, layout: String, ref: Ref, command: String?,
-                             compression: LayerCompression) throws -> Descriptor {
+                             compression: LayerCompression, chunked: Bool = false) throws -> Descriptor {
         let writer = try LayoutWriter(path: layout)
         try makeDirectory(layout + "/blobs/sha256")
         let tmp = "\(layout)/blobs/sha256/.layer-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         defer { unlink(tmp) }
-        let layer = try LayerWriter.write(directory: directory, to: tmp, compression: compression)
+        let layer = try LayerWriter.write(directory: directory, to: tmp, compression: compression, chunked: chunked)
         try writer.adoptBlob(at: tmp, digest: layer.digest)
-        let layerDescriptor = Descriptor(mediaType: compression.mediaType, digest: layer.digest, size: layer.size)
+        let layerDescriptor = Descriptor(mediaType: compression.mediaType, digest: layer.digest, size: layer.size,
+                                         annotations: layer.annotations)
 
         var created = Date()
         if let epoch = ProcessInfo.processInfo.environment["SOURCE_DATE_EPOCH"], let seconds = TimeInterval(epoch) {

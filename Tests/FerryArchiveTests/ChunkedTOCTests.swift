@@ -35,14 +35,14 @@ final class ChunkedTOCTests: XCTestCase {
                            "oci:\(temp.file("layout")):org.example.A/x86_64/stable", "oci:\(temp.file("out")):latest"])
     }
 
-    /// The chunked layer skopeo wrote: its descriptor and its bytes.
-    func layer() throws -> (Descriptor, Data) {
-        let index = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: temp.file("out/index.json")))) as? [String: Any]
+    /// The chunked layer in `layout` (default: the one skopeo wrote): its descriptor and its bytes.
+    func layer(_ layout: String = "out") throws -> (Descriptor, Data) {
+        let index = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: temp.file("\(layout)/index.json")))) as? [String: Any]
         let manifests = try XCTUnwrap(index?["manifests"] as? [[String: Any]])
         let digest = try Digest(parsing: try XCTUnwrap(manifests.first?["digest"] as? String))
-        let manifest = try Manifest.parse(try Data(contentsOf: URL(fileURLWithPath: temp.file("out/blobs/sha256/\(digest.hex)"))))
+        let manifest = try Manifest.parse(try Data(contentsOf: URL(fileURLWithPath: temp.file("\(layout)/blobs/sha256/\(digest.hex)"))))
         let layer = try XCTUnwrap(manifest.layers.first)
-        return (layer, try Data(contentsOf: URL(fileURLWithPath: temp.file("out/blobs/sha256/\(layer.digest.hex)"))))
+        return (layer, try Data(contentsOf: URL(fileURLWithPath: temp.file("\(layout)/blobs/sha256/\(layer.digest.hex)"))))
     }
 
     func unzstdBytes(_ data: Data) throws -> Data {
@@ -54,12 +54,24 @@ final class ChunkedTOCTests: XCTestCase {
 
     func testTheTOCSkopeoWritesDescribesEveryFileAndEveryChunk() throws {
         let (descriptor, blob) = try layer()
+        let toc = try checkTOC(descriptor, blob)
+        // The random 600 kB file is cut into content-defined chunks.
+        XCTAssertGreaterThan(toc.files.first { $0.name == "share/big" }?.chunks.count ?? 0, 1)
+        // A plain layer announces nothing.
+        let plain = Descriptor(mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: descriptor.digest,
+                               size: descriptor.size)
+        XCTAssertNil(try ChunkedTOC.announced(by: plain))
+    }
+
+    /// Reads the TOC `descriptor` announces from `blob`, and checks it against the tree: every file with its
+    /// digest and size, every range and chunk decompressed by the `zstd` tool to exactly that part of the file.
+    @discardableResult
+    func checkTOC(_ descriptor: Descriptor, _ blob: Data) throws -> ChunkedTOC {
         let (position, checksum) = try XCTUnwrap(try ChunkedTOC.announced(by: descriptor))
         let compressed = blob[Int(position.offset)..<Int(position.offset + position.length)]
         let toc = try ChunkedTOC(compressed: Data(compressed), position: position, checksum: checksum,
                                  blobSize: descriptor.size)
         XCTAssertEqual(Set(toc.files.map(\.name)), Set(tree.filter { !$0.value.isEmpty }.keys))
-        var chunks = 0
         for file in toc.files {
             let content = try XCTUnwrap(tree[file.name])
             XCTAssertEqual(file.size, Int64(content.count), file.name)
@@ -71,16 +83,41 @@ final class ChunkedTOCTests: XCTestCase {
                 let bytes = try unzstdBytes(Data(blob[Int(chunk.range.lowerBound)..<Int(chunk.range.upperBound)]))
                 XCTAssertEqual(bytes, part, "\(file.name) chunk at \(chunk.offset)")
                 if let digest = chunk.digest { XCTAssertEqual(digest, Digest.of(part)) }
-                chunks += 1
             }
         }
-        // The random 600 kB file is cut into content-defined chunks.
+        return toc
+    }
+
+    /// `ferry build --compression zstd:chunked` writes what skopeo writes: a TOC this reader takes (every range and
+    /// chunk right), a blob the `zstd` tool decompresses to the tar whose digest is the config's diff_id, and that
+    /// skopeo copies (decompressing it to recompress as gzip) and umoci unpacks to the same tree. Reproducible.
+    func testFerryWritesChunkedLayersThatOtherToolsRead() throws {
+        try Command.check([BuiltProducts.ferry, "build", temp.file("app"), temp.file("mine"), "--ref",
+                           "org.example.A/x86_64/stable", "--command", "/bin/hello", "--compression", "zstd:chunked"])
+        let (descriptor, blob) = try layer("mine")
+        XCTAssertEqual(descriptor.mediaType, "application/vnd.oci.image.layer.v1.tar+zstd")
+        let toc = try checkTOC(descriptor, blob)
         XCTAssertGreaterThan(toc.files.first { $0.name == "share/big" }?.chunks.count ?? 0, 1)
-        XCTAssertGreaterThan(chunks, toc.files.count)
-        // A plain layer announces nothing.
-        let plain = Descriptor(mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: descriptor.digest,
-                               size: descriptor.size)
-        XCTAssertNil(try ChunkedTOC.announced(by: plain))
+        // The whole blob, as any zstd reader sees it: the tar of the tree (skippable frames passed over).
+        let tar = try unzstdBytes(blob)
+        let index = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: temp.file("mine/index.json")))) as? [String: Any]
+        let manifestDigest = try Digest(parsing: try XCTUnwrap((index?["manifests"] as? [[String: Any]])?.first?["digest"] as? String))
+        let manifest = try Manifest.parse(try Data(contentsOf: URL(fileURLWithPath: temp.file("mine/blobs/sha256/\(manifestDigest.hex)"))))
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: temp.file("mine/blobs/sha256/\(manifest.config.digest.hex)")))) as? [String: Any]
+        let diffIDs = (config?["rootfs"] as? [String: Any])?["diff_ids"] as? [String]
+        XCTAssertEqual(diffIDs, [Digest.of(tar).description])
+        // skopeo reads it (recompressing to gzip), umoci unpacks the result: the same files.
+        try Command.check(["skopeo", "copy", "--dest-compress-format", "gzip",
+                           "oci:\(temp.file("mine")):org.example.A/x86_64/stable", "oci:\(temp.file("gz")):latest"])
+        try Command.check(["umoci", "raw", "unpack", "--rootless", "--image", "\(temp.file("gz")):latest",
+                           temp.file("unpacked")])
+        for (path, data) in tree {
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: temp.file("unpacked/" + path))), data, path)
+        }
+        // The same tree gives the same bytes.
+        try Command.check([BuiltProducts.ferry, "build", temp.file("app"), temp.file("again"), "--ref",
+                           "org.example.A/x86_64/stable", "--command", "/bin/hello", "--compression", "zstd:chunked"])
+        XCTAssertEqual(try layer("again").0.digest, descriptor.digest)
     }
 
     /// Each lie is refused with what is wrong; a checksum that does not match is a digest mismatch.

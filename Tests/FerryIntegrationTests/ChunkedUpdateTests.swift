@@ -57,6 +57,15 @@ final class ChunkedUpdateTests: XCTestCase {
         try Command.check(["chmod", "-R", "a+rX", fixture.publisher.directory])
     }
 
+    /// Builds the tree as `zstd:chunked` with Ferry itself into the served layout, and signs it.
+    func publishWithFerry(timestamp: Int64) throws {
+        try Command.check([BuiltProducts.ferry, "build", tree, fixture.publisher.layout, "--ref", UserFixture.ref,
+                           "--command", "/bin/hello", "--compression", "zstd:chunked"])
+        try Command.check([BuiltProducts.ferry, "sign", fixture.publisher.layout, "--ref", UserFixture.ref,
+                           "--ed25519-key", fixture.publisher.secretKey, "--timestamp", "\(timestamp)"])
+        try Command.check(["chmod", "-R", "a+rX", fixture.publisher.directory])
+    }
+
     /// The layer of the image the layout serves now.
     func servedLayer() throws -> Descriptor {
         let index = try JSONSerialization.jsonObject(
@@ -124,5 +133,25 @@ final class ChunkedUpdateTests: XCTestCase {
         }
         let (size, fetched, _) = try updateChangingFile()
         XCTAssertGreaterThanOrEqual(fetched, size)
+    }
+
+    /// A layer Ferry built: 100 bytes changed in the middle of a 1.5 MB file refetch only the content-defined chunks
+    /// around them (at most 1 MiB), not the file, and not the layer.
+    func testAFerryBuiltLayerRefetchesOnlyTheChunksAroundAChange() throws {
+        try publishWithFerry(timestamp: 1_700_000_100)
+        XCTAssertEqual(try fixture.agent("update", "--user").status, 0)
+        var big = try Data(contentsOf: URL(fileURLWithPath: path("share/a")))
+        big.replaceSubrange(750_000..<750_100, with: random(count: 100))
+        try big.write(to: URL(fileURLWithPath: path("share/a")))
+        try publishWithFerry(timestamp: 1_700_000_200)
+        fixture.server.clearLog()
+        let update = try fixture.agent("update", "--user")
+        XCTAssertEqual(update.status, 0, update.err)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath:
+            "\(fixture.dataRoot)/installed/\(stateName(UserFixture.ref))/files/share/a")), big)
+        let (size, fetched, ranged) = try layerFetched()
+        XCTAssertGreaterThan(size, 3_000_000)
+        XCTAssertLessThan(fetched, (1 << 20) + 64 * 1024, "fetched \(fetched) of \(size)")
+        XCTAssertGreaterThan(ranged, 0)
     }
 }
