@@ -80,6 +80,46 @@ final class RegistryInstallTests: XCTestCase {
         XCTAssertEqual(try fixture.agent("run", "hello:stable").status, 1)
     }
 
+    /// A zstd:chunked image on a registry updates by range requests too: the agent reads the TOC and the changed
+    /// file's frames from the registry's blob URL (with the registry's own auth headers, if any) and reuses the rest.
+    func testAChunkedLayerUpdatesFromTheRegistryByRanges() throws {
+        let tree = fixture.scratch.file("chunked-tree")
+        var generator = SystemRandomNumberGenerator()
+        func random(_ count: Int) -> Data { Data((0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }) }
+        try FileManager.default.createDirectory(atPath: tree + "/bin", withIntermediateDirectories: true)
+        try fixture.scratch.write("chunked-tree/bin/hello", "#!/bin/sh\necho chunked\n")
+        chmod(tree + "/bin/hello", 0o755)
+        try random(3_000_000).write(to: URL(fileURLWithPath: tree + "/big"))
+        func pushChunked(_ name: String) throws {
+            try random(100_000).write(to: URL(fileURLWithPath: tree + "/changing"))
+            let layout = fixture.scratch.file("chunked-\(name)")
+            try Command.check([BuiltProducts.ferry, "build", tree, layout, "--ref", "hello", "--command", "/bin/hello",
+                               "--compression", "zstd:chunked"])
+            try Command.check([
+                "skopeo", "--registries.d", fixture.scratch.file("registries.d"), "copy", "--dest-tls-verify=false",
+                "--sign-by", fingerprint, "oci:\(layout):hello", "docker://\(registry.hostPort)/ns/hello:stable",
+            ], environment: ["GNUPGHOME": gnupg.path])
+            try Command.check(["chmod", "-R", "a+rX", fixture.scratch.file("sigstore")])
+            sleep(1)
+        }
+        try pushChunked("v1")
+        XCTAssertEqual(try fixture.agent("remote-add", "--user", "reg", "http://\(registry.hostPort)/ns", "--registry",
+                                         "--gpg-key", fixture.scratch.file("registry.asc"),
+                                         "--signature-lookaside", lookaside.url).status, 0)
+        XCTAssertEqual(try fixture.agent("install", "--user", "reg", "hello:stable").status, 0)
+        try pushChunked("v2")
+        let update = try fixture.agent("update", "--user")
+        XCTAssertEqual(update.status, 0, update.err)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath:
+            "\(fixture.dataRoot)/installed/\(stateName("hello:stable"))/files/changing")),
+                       try Data(contentsOf: URL(fileURLWithPath: tree + "/changing")))
+        // What the agent counted as downloaded for the update (its progress line): the 100 kB file, the TOC and a
+        // few headers, not the 3 MB layer.
+        let done = try XCTUnwrap(update.err.components(separatedBy: "downloading: done, ").last?
+            .split(separator: " ").prefix(2).joined(separator: " "))
+        XCTAssertTrue(done.hasSuffix(" KiB") && (Double(done.dropLast(4)) ?? 1e9) < 400, update.err)
+    }
+
     func testRegistryImageSignedForAnotherTagIsRefused() throws {
         try push("v1")
         // Copy the signed image to another tag: the signature still names ns/hello:stable.
