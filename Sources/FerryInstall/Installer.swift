@@ -217,6 +217,9 @@ public final class Installer: Sendable {
             done += UInt64(layer.size)
             progress(.extract, done, total)
         }
+        // Files the store already holds become links to them; new ones become objects (before the commit, so a
+        // crash leaves at most objects no deployment links, which garbage collection drops).
+        _ = try ObjectStore(objects: try tree.objects()).link(filesDir)
         // The verified metadata beside the tree, so a deployment explains itself (and recover() can rebuild state).
         let manifestData = try blobs.read(plan.manifestDescriptor, maxSize: Manifest.maxSize)
         try AtomicFile.write(manifestData, in: work, name: "manifest.json")
@@ -324,6 +327,7 @@ public final class Installer: Sendable {
     /// Drops blobs no kept deployment needs.
     func collectGarbage(_ state: InstallState, tree: StateTree) {
         blobs.collectGarbage(keeping: referencedBlobs(state, tree: tree))
+        if let objects = try? tree.objects() { ObjectStore(objects: objects).collectGarbage() }
     }
 
     /// Every blob of the deployments state keeps (active and previous).

@@ -23,6 +23,8 @@ struct StateTree {
     func installed() throws -> DirectoryHandle { try root.makeSubdirectory("installed") }
     func deploy() throws -> DirectoryHandle { try root.makeSubdirectory("deploy") }
     func tmp() throws -> DirectoryHandle { try root.makeSubdirectory("tmp") }
+    /// Shared file objects (``ObjectStore``).
+    func objects() throws -> DirectoryHandle { try root.makeSubdirectory("objects") }
     func locks() throws -> DirectoryHandle { try root.makeSubdirectory("locks") }
     /// Per-ref lock files live apart from `state.lock`, so no ref's name can stand for the state lock.
     func refLocks() throws -> DirectoryHandle { try locks().makeSubdirectory("refs") }
