@@ -58,6 +58,15 @@ public final class LayerExtractor {
     private var totalBytes: Int64 = 0
     /// The parent directory of the previous entry: tar order puts siblings together.
     private var parentCache: (path: EntryPath, dir: OpenDirectory)?
+    /// The content digests the layer being applied announces for its regular files, by path (a zstd:chunked
+    /// layer's table of contents): hints, each checked against the data before it is relied on.
+    private var contentDigests: [String: Digest] = [:]
+
+    /// An identical file already on disk to link instead of writing one: asked with the content digest a file
+    /// announces, its final permission bits, modification time and size; answers a directory and a name in it.
+    /// A file linked this way is still read from the archive and hashed: its data must have that digest, or the
+    /// layer is refused. (The engine answers from its object store.)
+    public var existingFile: ((Digest, UInt32, Int, Int64) -> (directory: Int32, name: String)?)?
 
     /// Extracts into `target` (an open directory; see the type's documentation for what the caller owes).
     public init(target: DirectoryHandle, limits: ExtractionLimits = .standard, ownership: Ownership) {
@@ -72,8 +81,14 @@ public final class LayerExtractor {
     /// says, and the uncompressed tar stream, trailing padding included, must hash to `diffID`
     /// (``FerryError/Code/digestMismatch`` otherwise, "layer diff_id mismatch").
     /// Memory stays bounded whatever the layer's size: data streams through 128 KiB buffers.
-    public func apply(layerFD: Int32, compression: LayerCompression, diffID: Digest) throws -> ExtractionStats {
-        try LibArchive.withUTF8Locale {
+    ///
+    /// `contentDigests` (paths relative to the layer's root, as a chunked layer's TOC gives them) lets a file be
+    /// linked from ``existingFile`` instead of written, once its data proved to have that digest.
+    public func apply(layerFD: Int32, compression: LayerCompression, diffID: Digest,
+                      contentDigests: [String: Digest] = [:]) throws -> ExtractionStats {
+        self.contentDigests = contentDigests
+        defer { self.contentDigests = [:] }
+        return try LibArchive.withUTF8Locale {
             try applyLayer(layerFD: layerFD, compression: compression, diffID: diffID)
         }
     }
@@ -211,6 +226,35 @@ public final class LayerExtractor {
         }
         let dir = try parent(of: path, shown: shown, layer: &layer)
         try clearSlot(path.name, in: dir, keepDirectory: false)
+        // Setuid, setgid and sticky bits are dropped: a setuid-root binary must not come out of an archive.
+        let fileMode = ownership == .root ? reader.permissions & 0o755 : reader.permissions & 0o777
+        if size > 0, let digest = contentDigests[path.components.joined(separator: "/")],
+            let existing = existingFile?(digest, UInt32(fileMode), reader.mtime, size)
+        {
+            // The same file is on disk: the data is read and checked, and the file linked instead of written.
+            var hasher = DigestHasher(digest.algorithm)
+            var read: Int64 = 0
+            while true {
+                let n = try reader.readData()
+                if n == 0 { break }
+                read += Int64(n)
+                guard read <= size else {
+                    throw FerryError.unsafeArchive("entry \(shown): more data than its header declares")
+                }
+                hasher.update(UnsafeRawBufferPointer(start: reader.buffer, count: n))
+            }
+            guard read == size, hasher.finalize() == digest else {
+                throw FerryError.unsafeArchive("entry \(shown): its data is not what the layer's table of contents "
+                    + "says (\(digest.short))")
+            }
+            guard linkat(existing.directory, existing.name, dir.fd, path.name, 0) == 0 else {
+                throw ioError("cannot link \(shown)", errno)
+            }
+            totalBytes += read
+            stats.bytes += read
+            layer.recordCreated(path)
+            return
+        }
         // O_EXCL | O_NOFOLLOW: a new inode every time, never a write through a link planted earlier.
         let fd = openat(dir.fd, path.name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw ioError("cannot create \(shown)", errno) }
@@ -230,8 +274,6 @@ public final class LayerExtractor {
         totalBytes += written
         stats.bytes += written
         try own(fd: fd, shown: shown)
-        // Setuid, setgid and sticky bits are dropped: a setuid-root binary must not come out of an archive.
-        let fileMode = ownership == .root ? reader.permissions & 0o755 : reader.permissions & 0o777
         guard fchmod(fd, fileMode) == 0 else { throw ioError("cannot chmod \(shown)", errno) }
         var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2 /* UTIME_OMIT */), timespec(tv_sec: reader.mtime, tv_nsec: 0)]
         _ = futimens(fd, &times)

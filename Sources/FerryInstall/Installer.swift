@@ -205,7 +205,9 @@ public final class Installer: Sendable {
             if !finished { try? LayerExtractor.removeTree(named: workName, in: tmp) }
         }
         let filesDir = try work.makeSubdirectory("files")
+        let store = ObjectStore(objects: try tree.objects())
         let extractor = LayerExtractor(target: filesDir, limits: limits, ownership: ownership)
+        extractor.existingFile = { store.existing($0, mode: $1, mtime: $2, size: $3) }
         let total = UInt64(try plan.manifest.layers.totalSize())
         var done: UInt64 = 0
         progress(.extract, 0, total)
@@ -213,13 +215,13 @@ public final class Installer: Sendable {
             let fd = try blobs.open(layer)
             defer { close(fd) }
             _ = try extractor.apply(layerFD: fd, compression: LayerCompression(mediaType: layer.mediaType),
-                                    diffID: diffID)
+                                    diffID: diffID, contentDigests: Installer.contentDigests(of: layer, fd: fd))
             done += UInt64(layer.size)
             progress(.extract, done, total)
         }
         // Files the store already holds become links to them; new ones become objects (before the commit, so a
         // crash leaves at most objects no deployment links, which garbage collection drops).
-        _ = try ObjectStore(objects: try tree.objects()).link(filesDir)
+        _ = try store.link(filesDir)
         // The verified metadata beside the tree, so a deployment explains itself (and recover() can rebuild state).
         let manifestData = try blobs.read(plan.manifestDescriptor, maxSize: Manifest.maxSize)
         try AtomicFile.write(manifestData, in: work, name: "manifest.json")
@@ -320,6 +322,25 @@ public final class Installer: Sendable {
         let entry = HistoryEntry(time: Int64(Date().timeIntervalSince1970), uid: uid, action: action, remote: remote,
                                  ref: ref, from: from, to: to)
         try? History.append(entry, in: tree.root, mode: stateMode)
+    }
+
+    /// The content digest of each file a zstd:chunked layer's table of contents announces, by path; empty for a
+    /// plain layer or a TOC that does not read (it is only a hint: extraction checks each file's data against it).
+    /// The TOC is read from the verified blob with `pread`, leaving `fd`'s offset for the extractor.
+    static func contentDigests(of layer: Descriptor, fd: Int32) -> [String: Digest] {
+        guard let (position, checksum) = (try? ChunkedTOC.announced(by: layer)) ?? nil else { return [:] }
+        var compressed = Data(count: Int(position.length))
+        let n = compressed.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(position.offset)) }
+        guard n == Int(position.length),
+            let toc = try? ChunkedTOC(compressed: compressed, position: position, checksum: checksum,
+                                      blobSize: layer.size)
+        else { return [:] }
+        var digests: [String: Digest] = [:]
+        for file in toc.files {
+            let name = file.name.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
+            digests[name] = file.digest
+        }
+        return digests
     }
 
     // MARK: Housekeeping

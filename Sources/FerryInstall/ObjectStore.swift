@@ -13,6 +13,10 @@ import Foundation
 /// change one) is never spread: the new copy replaces it as the object instead. System objects are root-owned and
 /// the helper alone writes them. Garbage collection drops objects no deployment links any more (link count 1).
 ///
+/// For a `zstd:chunked` layer, whose table of contents gives each file's digest, extraction asks the store first
+/// (``existing(_:mode:mtime:size:)``) and links an intact object instead of writing the file: an update then writes
+/// only the files that changed (their data is still read and checked against the digest).
+///
 /// Everything goes through directory descriptors, never a path: the tree walked is the one just extracted, whose
 /// names come from an image. What is not a regular file is left alone.
 struct ObjectStore {
@@ -77,6 +81,18 @@ struct ObjectStore {
         }
         guard linkat(directory.fd, name, objects.fd, object, 0) == 0 else { throw ioError("store object \(object)") }
         linked.stored += 1
+    }
+
+    /// The object for a file of content `digest`, permission bits `mode`, modification time `mtime` and `size`, when
+    /// the store has it intact (re-hashed now): what extraction links instead of writing the file again.
+    func existing(_ digest: Digest, mode: UInt32, mtime: Int, size: Int64) -> (directory: Int32, name: String)? {
+        let object = "\(digest.hex)-\(String(mode & 0o7777, radix: 8))-\(mtime)"
+        var st = stat()
+        guard digest.algorithm == .sha256, fstatat(objects.fd, object, &st, AT_SYMLINK_NOFOLLOW) == 0,
+            (st.st_mode & S_IFMT) == S_IFREG, st.st_size == size, st.st_mode & 0o7777 == mode & 0o7777,
+            st.st_uid == geteuid(), (try? hash(object, in: objects, size: size)) == digest
+        else { return nil }
+        return (objects.fd, object)
     }
 
     /// The sha256 of a regular file read through `directory`, which must still have `size` bytes; `nil` when it

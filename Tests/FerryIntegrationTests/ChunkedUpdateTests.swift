@@ -154,4 +154,33 @@ final class ChunkedUpdateTests: XCTestCase {
         XCTAssertLessThan(fetched, (1 << 20) + 64 * 1024, "fetched \(fetched) of \(size)")
         XCTAssertGreaterThan(ranged, 0)
     }
+
+    /// A chunked layer whose table of contents gives a file the digest of a file the store holds, while its data
+    /// is something else (a consistent image otherwise: blob, annotations and manifest match, and it is signed):
+    /// extraction reads the data, finds it is not what the TOC says, and refuses the layer; nothing changes.
+    func testATOCThatLiesAboutAFilesContentIsRefused() throws {
+        try publishWithFerry(timestamp: 1_700_000_100)
+        XCTAssertEqual(try fixture.agent("update", "--user").status, 0)
+        let held = try installedChanging()
+        // The same name, mode and time, other content: only the digest the TOC gives would make it "held".
+        var st = stat()
+        XCTAssertEqual(lstat(path("share/changing"), &st), 0)
+        try random(count: 200_000).write(to: URL(fileURLWithPath: path("share/changing")))
+        var times = [st.st_atim, st.st_mtim]
+        XCTAssertEqual(utimensat(AT_FDCWD, path("share/changing"), &times, 0), 0)
+        try Command.check([BuiltProducts.ferry, "build", tree, fixture.publisher.layout, "--ref", UserFixture.ref,
+                           "--command", "/bin/hello", "--compression", "zstd:chunked"])
+        try Command.check(["/usr/bin/python3", Testbed.repositoryRoot() + "/scripts/chunked-toc-lie.py",
+                           fixture.publisher.layout, "share/changing", Digest.of(held).description])
+        try Command.check([BuiltProducts.ferry, "sign", fixture.publisher.layout, "--ref", UserFixture.ref,
+                           "--ed25519-key", fixture.publisher.secretKey, "--timestamp", "1700000200"])
+        try Command.check(["chmod", "-R", "a+rX", fixture.publisher.directory])
+        let before = fixture.snapshot()
+        let update = try fixture.agent("update", "--user")
+        XCTAssertEqual(update.status, 1, update.out)
+        XCTAssertTrue(update.err.contains("entry \"share/changing\": its data is not what the layer's table of contents "
+            + "says (\(Digest.of(held).short))"), update.err)
+        XCTAssertEqual(try installedChanging(), held)
+        XCTAssertUnchanged(before, fixture.snapshot())
+    }
 }
