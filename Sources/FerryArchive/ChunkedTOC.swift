@@ -125,16 +125,36 @@ public struct ChunkedTOC: Sendable, Equatable {
     /// layer blob of `blobSize` bytes whose TOC starts at `position.offset`. Every file's frames must lie before the
     /// TOC, in order and without overlap; every chunk inside its file, the chunks covering it exactly.
     public init(compressed: Data, position: Position, checksum: Digest, blobSize: Int64) throws {
-        func bad(_ why: String) -> FerryError { FerryError.invalidArgument("zstd:chunked TOC: \(why)") }
+        try self.init(json: try ChunkedTOC.json(compressed: compressed, position: position, checksum: checksum),
+                      tocOffset: position.offset, blobSize: blobSize)
+    }
+
+    /// The TOC's JSON from its compressed bytes, once they are known to have `checksum`.
+    static func json(compressed: Data, position: Position, checksum: Digest) throws -> Data {
         guard UInt64(compressed.count) == position.length else {
-            throw bad("\(compressed.count) bytes where the layer announces \(position.length)")
+            throw FerryError.invalidArgument("zstd:chunked TOC: \(compressed.count) bytes where the layer announces "
+                + "\(position.length)")
         }
         guard Digest.of(compressed, algorithm: checksum.algorithm) == checksum else {
             throw FerryError(.digestMismatch, "zstd:chunked TOC: its bytes do not have the checksum the signed "
                 + "manifest gives (\(checksum.short))")
         }
-        try self.init(json: try ChunkedTOC.decompress(compressed, expected: position.uncompressedLength),
-                      tocOffset: position.offset, blobSize: blobSize)
+        return try ChunkedTOC.decompress(compressed, expected: position.uncompressedLength)
+    }
+
+    /// The TOC `layer` announces, read from its blob open as `fd` (with `pread`: the descriptor's offset stays where
+    /// it was) and checked as ``init(compressed:position:checksum:blobSize:)`` checks it, with its JSON; `nil` for a
+    /// plain layer.
+    public static func read(layer: Descriptor, fd: Int32) throws -> (toc: ChunkedTOC, json: Data)? {
+        guard let (position, checksum) = try announced(by: layer) else { return nil }
+        var compressed = Data(count: Int(position.length))
+        let n = compressed.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(position.offset)) }
+        guard n == Int(position.length) else {
+            throw FerryError.invalidArgument("zstd:chunked TOC: the blob of layer \(layer.digest.short) is shorter "
+                + "than its annotation says")
+        }
+        let json = try ChunkedTOC.json(compressed: compressed, position: position, checksum: checksum)
+        return (try ChunkedTOC(json: json, tocOffset: position.offset, blobSize: layer.size), json)
     }
 
     /// Reads the TOC's JSON, once its bytes are known to be the ones the signed manifest names; `tocOffset` and

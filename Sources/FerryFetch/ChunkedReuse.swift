@@ -28,7 +28,7 @@ struct ChunkedReuse {
 
     var tocDirectory: String { cacheDirectory + "/toc" }
 
-    func blobPath(_ digest: Digest) -> String { "\(cacheDirectory)/blobs/\(digest.algorithm.rawValue)/\(digest.hex)" }
+    func blobPath(_ digest: Digest) -> String { Fetcher.blobPath(digest, in: cacheDirectory) }
 
     /// What the assembly did.
     struct Outcome {
@@ -190,17 +190,10 @@ struct ChunkedReuse {
     /// Keeps the TOC of a chunked layer that is now in the cache (read from the cached blob itself), so that later
     /// layers can reuse its frames. Best effort: a layer whose TOC does not read is simply not reused.
     func remember(_ layer: Descriptor) {
-        guard let (position, checksum) = try? ChunkedTOC.announced(by: layer) else { return }
         let fd = open(blobPath(layer.digest), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return }
         defer { close(fd) }
-        var compressed = Data(count: Int(position.length))
-        let n = compressed.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(position.offset)) }
-        guard n == Int(position.length),
-            (try? ChunkedTOC(compressed: compressed, position: position, checksum: checksum, blobSize: layer.size))
-                != nil,
-            let json = try? ChunkedTOC.decompress(compressed, expected: position.uncompressedLength)
-        else { return }
+        guard let (_, json) = (try? ChunkedTOC.read(layer: layer, fd: fd)) ?? nil else { return }
         try? FileManager.default.createDirectory(atPath: tocDirectory, withIntermediateDirectories: true)
         try? AtomicFile.write(json, to: "\(tocDirectory)/\(layer.digest.hex).json")
     }

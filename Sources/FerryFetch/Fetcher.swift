@@ -40,7 +40,10 @@ public final class Fetcher: Sendable {
     var partialDirectory: String { cacheDirectory + "/partial" }
     var stagingDirectory: String { cacheDirectory + "/staging" }
 
-    public func cachedBlobPath(_ digest: Digest) -> String {
+    public func cachedBlobPath(_ digest: Digest) -> String { Fetcher.blobPath(digest, in: cacheDirectory) }
+
+    /// Where the cache under `cacheDirectory` keeps `digest`.
+    static func blobPath(_ digest: Digest, in cacheDirectory: String) -> String {
         "\(cacheDirectory)/blobs/\(digest.algorithm.rawValue)/\(digest.hex)"
     }
 

@@ -328,13 +328,7 @@ public final class Installer: Sendable {
     /// plain layer or a TOC that does not read (it is only a hint: extraction checks each file's data against it).
     /// The TOC is read from the verified blob with `pread`, leaving `fd`'s offset for the extractor.
     static func contentDigests(of layer: Descriptor, fd: Int32) -> [String: Digest] {
-        guard let (position, checksum) = (try? ChunkedTOC.announced(by: layer)) ?? nil else { return [:] }
-        var compressed = Data(count: Int(position.length))
-        let n = compressed.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(position.offset)) }
-        guard n == Int(position.length),
-            let toc = try? ChunkedTOC(compressed: compressed, position: position, checksum: checksum,
-                                      blobSize: layer.size)
-        else { return [:] }
+        guard let (toc, _) = (try? ChunkedTOC.read(layer: layer, fd: fd)) ?? nil else { return [:] }
         var digests: [String: Digest] = [:]
         for file in toc.files {
             let name = file.name.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
